@@ -1,0 +1,123 @@
+"""Exceptions.
+
+One base, :class:`GatewayError`, and under it the split h11 taught us:
+:class:`LocalProtocolError` (you used the API in a way the lifecycle does not
+allow) versus :class:`RemoteProtocolError` (the gateway sent something we
+cannot accept). Third-party exceptions (wsproto, zlib, json, transitions) are
+wrapped with ``raise ... from exc`` at one boundary each.
+
+:class:`CloseDiscordConnection` is not an error: it is the signal, kept from
+discord-gateway 0.4.0, that the WebSocket is closed and the socket should be.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wsproto.events import RejectConnection
+
+__all__ = (
+    "CloseDiscordConnection",
+    "ConfigurationError",
+    "ConnectionRejected",
+    "GatewayError",
+    "InvalidCommand",
+    "LocalProtocolError",
+    "PayloadTooLarge",
+    "RejectedConnectionData",
+    "RemoteProtocolError",
+)
+
+
+class GatewayError(Exception):
+    """Base class of every error this package raises."""
+
+
+class LocalProtocolError(GatewayError):
+    """The caller did something the lifecycle does not allow in this state.
+
+    The connection is left exactly as it was.
+    """
+
+
+class ConfigurationError(GatewayError, ValueError):
+    """A constructor argument is invalid (bad URL, unknown encoding, ...)."""
+
+
+class InvalidCommand(GatewayError, ValueError):
+    """A command's arguments break Discord's rules; nothing was sent.
+
+    Discord would answer such a payload by closing the connection (usually
+    4002), so we refuse it locally with a message that names the rule.
+    """
+
+
+class RemoteProtocolError(GatewayError):
+    """The gateway sent something we cannot accept (bad JSON, bad zlib, ...).
+
+    The connection has started a close handshake with a resumable code, so the
+    session survives. ``data`` holds the bytes to write to the socket (the
+    close frame, after anything else that was pending); keep receiving until
+    :class:`CloseDiscordConnection` as after any close.
+    """
+
+    data: bytes
+
+    def __init__(self, message: str, data: bytes = b"") -> None:
+        super().__init__(message)
+        self.data = data
+
+
+class PayloadTooLarge(RemoteProtocolError):
+    """A received message is larger than the connection's ``max_payload_size``."""
+
+
+class CloseDiscordConnection(Exception):  # noqa: N818 - name kept from 0.4.0
+    """The WebSocket is closed: send ``data`` (if not None), then close the socket.
+
+    ``code`` and ``reason`` are those of the close frame the gateway sent (1006
+    when the transport was lost without one). Afterwards check
+    ``DiscordConnection.should_reconnect()`` and call ``reconnect()``.
+    """
+
+    code: int | None
+    reason: str | None
+    data: bytes | None
+
+    def __init__(
+        self, data: bytes | None, code: int | None = None, reason: str | None = None
+    ) -> None:
+        text = "" if code is None else str(code)
+        if reason:
+            text += f" - {reason}"
+        super().__init__(text)
+        self.code = code
+        self.reason = reason
+        self.data = data
+
+
+class ConnectionRejected(GatewayError):
+    """The gateway refused the WebSocket upgrade with an HTTP response.
+
+    Keep receiving to get the body as :class:`RejectedConnectionData`, or
+    give up on this socket and call ``reconnect()``.
+    """
+
+    code: int
+    headers: list[tuple[bytes, bytes]]
+
+    def __init__(self, event: RejectConnection) -> None:
+        super().__init__(f"Discord rejected the WebSocket connection - Error code {event.status_code}")
+        self.code = event.status_code
+        self.headers = list(event.headers)
+
+
+class RejectedConnectionData(GatewayError):
+    """The whole HTTP body of a rejected upgrade has been received."""
+
+    data: bytes
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__("Complete HTTP response body for rejected WebSocket connection")
+        self.data = data

@@ -1,0 +1,110 @@
+"""Events that :meth:`DiscordConnection.events` yields.
+
+Frozen dataclasses, one per kind of gateway message. Each keeps the decoded
+``payload`` (the whole ``{op, d, s, t}`` envelope) and, for code written
+against discord-gateway 0.4.0 (whose events were those dicts), supports
+``event["op"]``, ``event["d"]`` and ``event.get("t")``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = (
+    "Dispatch",
+    "Event",
+    "HeartbeatAck",
+    "HeartbeatRequest",
+    "Hello",
+    "InvalidSession",
+    "Ready",
+    "Reconnect",
+    "Resumed",
+    "UnknownMessage",
+)
+
+Payload = dict[str, Any]
+
+
+class Event:
+    """Base class: mapping-style access to the raw payload (0.4.0 compatibility)."""
+
+    __slots__ = ()
+
+    payload: Payload
+
+    def __getitem__(self, key: str) -> Any:
+        return self.payload[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.payload.get(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Event):
+    """op 10: the first message of every connection."""
+
+    heartbeat_interval: float  # seconds
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch(Event):
+    """op 0: a bot event such as MESSAGE_CREATE. ``data`` is the payload's ``d``."""
+
+    name: str
+    seq: int | None
+    data: Any
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class Ready(Dispatch):
+    """The READY dispatch: a new session started."""
+
+    session_id: str
+    resume_gateway_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed(Dispatch):
+    """The RESUMED dispatch: every missed dispatch has been replayed before it."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidSession(Event):
+    """op 9. Hidden unless ``dispatch_handled=True``: the connection acts on it."""
+
+    resumable: bool
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect(Event):
+    """op 7. Hidden unless ``dispatch_handled=True``: the connection acts on it."""
+
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAck(Event):
+    """op 11. ``latency`` is seconds since the heartbeat it acknowledges (None if unknown)."""
+
+    latency: float | None
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRequest(Event):
+    """op 1 from the gateway; answered at once. Hidden unless ``dispatch_handled=True``."""
+
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownMessage(Event):
+    """A message with an opcode we do not know (logged, never fatal: spec 7)."""
+
+    op: Any
+    payload: Payload

@@ -1,0 +1,6 @@
+"""The gateway lifecycle: states and transitions as data (``states``), run by ``transitions`` (``machine``)."""
+
+from .machine import Lifecycle, mermaid_diagram
+from .states import TRANSITIONS, State, Trigger
+
+__all__ = ("TRANSITIONS", "Lifecycle", "State", "Trigger", "mermaid_diagram")

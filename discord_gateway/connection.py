@@ -543,7 +543,9 @@ class DiscordConnection:
             reason = "the connection is closing or closed; reconnect() first"
         raise LocalProtocolError(f"can't {what} in state {state.value!r}: {reason}")
 
-    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> bytes:
+    def close(
+        self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "", *, now: float | None = None
+    ) -> bytes:
         """Start the close handshake; keep receiving until ``CloseDiscordConnection``.
 
         1000 (the default) and 1001 end the session: Discord shows the bot offline
@@ -567,7 +569,7 @@ class DiscordConnection:
                 self._drop_session()
             self._connection_ended(code, peer_closed=False)
             return b""
-        return self._start_close(code, reason, self._clock())
+        return self._start_close(code, reason, self._now(now))
 
     def _start_close(self, code: int, reason: str, now: float) -> bytes:
         data = self._ws.send(CloseConnection(code, reason))
@@ -752,6 +754,9 @@ class DiscordConnection:
 
     def _on_dispatch(self, payload: dict[str, Any]) -> None:
         # Hot path: no Machine, no clock. spec 6: remember the last non-null s.
+        name = payload.get("t")
+        if type(name) is not str:
+            raise RemoteProtocolError(f"dispatch without an event name: {payload!r:.80}")
         seq = payload.get("s")
         if seq is not None:
             if type(seq) is not int:
@@ -762,9 +767,6 @@ class DiscordConnection:
                 self._log.warning("dropping duplicate dispatch s=%d (last was %d)", seq, last)
                 return
             self.sequence = seq
-        name = payload.get("t")
-        if type(name) is not str:
-            raise RemoteProtocolError(f"dispatch without an event name: {payload!r:.80}")
         if name == "READY" or name == "RESUMED":
             self._on_session_dispatch(payload, name, seq)
             return

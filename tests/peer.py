@@ -90,7 +90,9 @@ class Peer:
         return [p["op"] if isinstance(p, dict) else p for p in self.received]
 
 
-def feed(conn: DiscordConnection, data: bytes, *, now: float = 0.0, split: int | None = None) -> list[bytes]:
+def feed(
+    conn: DiscordConnection, data: bytes, *, now: float = 0.0, split: int | None = None
+) -> list[bytes]:
     """Give ``data`` to the client, whole or ``split`` bytes at a time (h11's ``tr()``)."""
     if split is None:
         return conn.receive(data, now=now)
@@ -147,7 +149,9 @@ class Link:
     def hello(self, interval_ms: int = 41250) -> None:
         self.server({"op": 10, "d": {"heartbeat_interval": interval_ms}})
 
-    def ready(self, session_id: str = "abc", seq: int = 1, url: str = "wss://resume.example") -> None:
+    def ready(
+        self, session_id: str = "abc", seq: int = 1, url: str = "wss://resume.example"
+    ) -> None:
         self.server(
             {
                 "op": 0,

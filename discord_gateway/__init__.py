@@ -12,6 +12,7 @@ import logging
 from .connection import DEFAULT_API_VERSION, DiscordConnection
 from .errors import (
     CloseDiscordConnection,
+    CommandQueueFull,
     ConfigurationError,
     ConnectionRejected,
     GatewayError,
@@ -22,6 +23,7 @@ from .errors import (
     RemoteProtocolError,
 )
 from .events import (
+    CommandsDropped,
     Dispatch,
     Event,
     HeartbeatAck,
@@ -40,6 +42,8 @@ __all__ = (
     "DEFAULT_API_VERSION",
     "CloseCode",
     "CloseDiscordConnection",
+    "CommandQueueFull",
+    "CommandsDropped",
     "ConfigurationError",
     "ConnectionRejected",
     "Dispatch",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "CloseDiscordConnection",
+    "CommandQueueFull",
     "ConfigurationError",
     "ConnectionRejected",
     "GatewayError",
@@ -51,6 +52,10 @@ class InvalidCommand(GatewayError, ValueError):
     Discord would answer such a payload by closing the connection (usually
     4002), so we refuse it locally with a message that names the rule.
     """
+
+
+class CommandQueueFull(GatewayError):
+    """Too many commands are already waiting for the send limit; nothing was queued."""
 
 
 class RemoteProtocolError(GatewayError):

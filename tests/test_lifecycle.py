@@ -7,7 +7,6 @@ import random
 from typing import Any
 
 import pytest
-from peer import Link
 
 from discord_gateway import (
     CloseDiscordConnection,
@@ -25,6 +24,8 @@ from discord_gateway import (
     UnknownMessage,
 )
 from discord_gateway.connection import BACKOFF_BASE, BACKOFF_CAP, MAX_RESUME_ATTEMPTS
+
+from peer import Link
 
 SPLITS = [None, 1, 7]
 

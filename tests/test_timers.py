@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from peer import Link
 
 from discord_gateway import CloseDiscordConnection, DiscordConnection, State
 from discord_gateway.connection import CLOSE_TIMEOUT
+
+from peer import Link
 
 
 def hello_link(interval_ms: int = 10_000, seed: int = 1) -> Link:

@@ -11,16 +11,23 @@ import logging
 
 from .connection import DEFAULT_API_VERSION, DiscordConnection
 from .errors import (
+    AuthenticationFailed,
     CloseDiscordConnection,
     CommandQueueFull,
     ConfigurationError,
     ConnectionRejected,
+    DisallowedIntents,
+    GatewayClosed,
     GatewayError,
+    InvalidApiVersion,
     InvalidCommand,
+    InvalidIntents,
+    InvalidShard,
     LocalProtocolError,
     PayloadTooLarge,
     RejectedConnectionData,
     RemoteProtocolError,
+    ShardingRequired,
 )
 from .events import (
     CommandsDropped,
@@ -39,6 +46,13 @@ from .fsm import State
 from .opcodes import CloseCode, Opcode, should_reconnect
 
 __all__ = (
+    "AuthenticationFailed",
+    "DisallowedIntents",
+    "GatewayClosed",
+    "InvalidApiVersion",
+    "InvalidIntents",
+    "InvalidShard",
+    "ShardingRequired",
     "DEFAULT_API_VERSION",
     "CloseCode",
     "CloseDiscordConnection",

@@ -94,6 +94,8 @@ INVALID_SESSION_WAIT = (1.0, 5.0)
 MAX_RESUME_ATTEMPTS = 3
 #: How long we wait for the gateway to answer our close frame before giving up on it.
 CLOSE_TIMEOUT = 5.0
+#: How long after connect() the upgrade and HELLO may take before we give up.
+HELLO_TIMEOUT = 20.0
 
 _DEFAULT_PORTS = {"wss": 443, "ws": 80}
 _LOG = logging.getLogger("discord_gateway")
@@ -135,6 +137,8 @@ class DiscordConnection:
             (``HeartbeatAck``, ``HeartbeatRequest``, ``Reconnect``, ``InvalidSession``).
         max_payload_size: cap on one received message after decompression.
         max_queued_commands: how many commands may wait for the send limit.
+        hello_timeout: seconds from ``connect()`` to HELLO before the attempt is abandoned.
+        close_timeout: seconds to wait for the gateway to answer our close frame.
         rng: randomness for heartbeat and backoff jitter (inject a seeded one in tests).
         clock: the monotonic clock read when a method is given no ``now``.
         logger: where to log; default ``logging.getLogger("discord_gateway")``.
@@ -146,11 +150,14 @@ class DiscordConnection:
         "_clock",
         "_close_deadline",
         "_close_sent_code",
+        "_close_timeout",
         "_codec",
         "_command_queue",
         "_command_window",
         "_events",
         "_fatal_code",
+        "_hello_deadline",
+        "_hello_timeout",
         "_invalid_session_wait",
         "_last_heartbeat_sent",
         "_latencies",
@@ -190,6 +197,8 @@ class DiscordConnection:
         dispatch_handled: bool = False,
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
         max_queued_commands: int = 1000,
+        hello_timeout: float = HELLO_TIMEOUT,
+        close_timeout: float = CLOSE_TIMEOUT,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
@@ -237,6 +246,10 @@ class DiscordConnection:
         # releases them; they survive a resume but never a lost session.
         self._command_queue: deque[tuple[dict[str, Any], str | bytes]] = deque()
         self._max_queued_commands = max_queued_commands
+        if not (hello_timeout > 0 and close_timeout > 0):
+            raise ConfigurationError("hello_timeout and close_timeout must be positive")
+        self._hello_timeout = hello_timeout
+        self._close_timeout = close_timeout
         self._new_websocket()
 
     def _new_websocket(self) -> None:
@@ -245,6 +258,7 @@ class DiscordConnection:
         self._codec.reset()
         self._command_window.reset()  # spec 41: the limit is per connection
         self._upgrade_sent = False
+        self._hello_deadline: float | None = None
         self._resume_attempt = False
         self.heartbeat_interval: float | None = None
         self._next_heartbeat: float | None = None
@@ -348,6 +362,11 @@ class DiscordConnection:
         """False once the gateway closed with a fatal code (4004, 4010-4014)."""
         return self._lifecycle.state is not State.CLOSED
 
+    @property
+    def fatal_close_code(self) -> int | None:
+        """The fatal close code that ended the connection for good, if any."""
+        return self._fatal_code
+
     def events(self) -> Iterator[Event]:
         """Yield (and forget) the events received so far, oldest first."""
         events = self._events
@@ -364,6 +383,8 @@ class DiscordConnection:
         state = self._lifecycle.state
         if state is State.CLOSING:
             return self._close_deadline
+        if state is State.CONNECTING:
+            return self._hello_deadline
         if state not in HEARTBEAT_STATES:
             return None
         deadline = self._next_heartbeat
@@ -373,13 +394,22 @@ class DiscordConnection:
         return deadline
 
     def handle_timer(self, now: float | None = None) -> list[bytes]:
-        """Do what is due at ``now``: a heartbeat, or closing a zombie connection.
+        """Do what is due at ``now``: a heartbeat, queued commands, or closing a zombie.
 
-        Raises :class:`CloseDiscordConnection` when the gateway failed to answer
-        our close frame in time: drop the socket and reconnect.
+        Raises :class:`CloseDiscordConnection` (code 1006) when the gateway failed
+        to send HELLO or to answer our close frame in time: drop the socket and
+        reconnect.
         """
         now = self._now(now)
         state = self._lifecycle.state
+        if state is State.CONNECTING:
+            if self._hello_deadline is not None and now >= self._hello_deadline:
+                self._log.warning(
+                    "no HELLO within %s s; abandoning this connection", self._hello_timeout
+                )
+                self._connection_ended(CloseCode.ABNORMAL_CLOSURE, peer_closed=True)
+                raise CloseDiscordConnection(None, CloseCode.ABNORMAL_CLOSURE, "no HELLO in time")
+            return []
         if state is State.CLOSING:
             if self._close_deadline is not None and now >= self._close_deadline:
                 self._log.warning("the gateway did not answer our close frame; dropping it")
@@ -508,8 +538,11 @@ class DiscordConnection:
         queue.append((payload, text_or_bytes))
         return b""
 
-    def connect(self) -> bytes:
-        """The HTTP upgrade request for a fresh WebSocket to ``self.url``."""
+    def connect(self, *, now: float | None = None) -> bytes:
+        """The HTTP upgrade request for a fresh WebSocket to ``self.url``.
+
+        HELLO must follow within ``hello_timeout`` (see ``next_deadline()``).
+        """
         state = self._lifecycle.state
         if state is not State.CONNECTING or self._upgrade_sent:
             raise LocalProtocolError(
@@ -522,6 +555,7 @@ class DiscordConnection:
         self._resume_attempt = self.should_resume
         data = self._ws.send(Request(host=host, target=self._request_target(parts)))
         self._upgrade_sent = True
+        self._hello_deadline = self._now(now) + self._hello_timeout
         self._log.debug("connecting to %s", self.url)
         return data
 
@@ -626,7 +660,7 @@ class DiscordConnection:
     def _start_close(self, code: int, reason: str, now: float) -> bytes:
         data = self._ws.send(CloseConnection(code, reason))
         self._close_sent_code = code
-        self._close_deadline = now + CLOSE_TIMEOUT
+        self._close_deadline = now + self._close_timeout
         self._lifecycle.fire(Trigger.CLOSE_SENT)
         self._log.info("closing the connection with %d (%s)", code, reason or "no reason")
         return data

@@ -373,6 +373,10 @@ class DiscordConnection:
         while events:
             yield events.popleft()
 
+    def _fire(self, trigger: Trigger) -> None:
+        before = self._lifecycle.fire(trigger)
+        self._log.info("gateway state %s -> %s", before.value, self._lifecycle.state.value)
+
     # -- Timers --------------------------------------------------------------
 
     def _now(self, now: float | None) -> float:
@@ -596,7 +600,7 @@ class DiscordConnection:
             presence=presence,
         )
         out = self._encode(Opcode.IDENTIFY, data)
-        self._lifecycle.fire(Trigger.IDENTIFY_SENT)
+        self._fire(Trigger.IDENTIFY_SENT)
         self._drop_session()
         self._resume_attempt = False
         return out
@@ -613,7 +617,7 @@ class DiscordConnection:
         out = self._encode(
             Opcode.RESUME, {"token": token, "session_id": self.session_id, "seq": self.sequence}
         )
-        self._lifecycle.fire(Trigger.RESUME_SENT)
+        self._fire(Trigger.RESUME_SENT)
         self._resume_attempt = True
         return out
 
@@ -661,7 +665,7 @@ class DiscordConnection:
         data = self._ws.send(CloseConnection(code, reason))
         self._close_sent_code = code
         self._close_deadline = now + self._close_timeout
-        self._lifecycle.fire(Trigger.CLOSE_SENT)
+        self._fire(Trigger.CLOSE_SENT)
         self._log.info("closing the connection with %d (%s)", code, reason or "no reason")
         return data
 
@@ -687,7 +691,7 @@ class DiscordConnection:
             # The caller gave up on a WebSocket we still thought was open
             # (a socket error, a timeout): it is a lost transport (spec 53).
             self._account_for_lost_connection()
-        self._lifecycle.fire(Trigger.RECONNECT)
+        self._fire(Trigger.RECONNECT)
         self._new_websocket()
         attempt = self._attempts
         self._attempts += 1
@@ -749,9 +753,9 @@ class DiscordConnection:
         if fatal:
             self._fatal_code = code
             self._log.error("the gateway closed with fatal code %s (%s)", code, policy.meaning)
-            self._lifecycle.fire(Trigger.CLOSED_FATALLY)
+            self._fire(Trigger.CLOSED_FATALLY)
         else:
-            self._lifecycle.fire(Trigger.DISCONNECTED)
+            self._fire(Trigger.DISCONNECTED)
 
     # -- Receiving ---------------------------------------------------------------
 
@@ -879,7 +883,7 @@ class DiscordConnection:
                 except ConfigurationError as exc:
                     self._log.warning("ignoring READY's resume_gateway_url: %s", exc)
                     resume_url = None
-            self._lifecycle.fire(Trigger.READY_RECEIVED)
+            self._fire(Trigger.READY_RECEIVED)
             self.session_id = data["session_id"]
             self.resume_gateway_url = resume_url  # spec 22
             self._attempts = 0
@@ -888,7 +892,7 @@ class DiscordConnection:
             return
         if self._lifecycle.state is not State.RESUMING:
             raise RemoteProtocolError(f"RESUMED in state {self._lifecycle.state.value!r}")
-        self._lifecycle.fire(Trigger.RESUMED_RECEIVED)
+        self._fire(Trigger.RESUMED_RECEIVED)
         self._attempts = 0
         self._resume_failures = 0
         self._resume_attempt = False
@@ -951,7 +955,7 @@ class DiscordConnection:
         if self._lifecycle.state is not State.CONNECTING:
             self._log.warning("ignoring a second HELLO in state %s", self._lifecycle.state.value)
             return
-        self._lifecycle.fire(Trigger.HELLO_RECEIVED)
+        self._fire(Trigger.HELLO_RECEIVED)
         now = self._now(now)
         self.heartbeat_interval = interval / 1000  # type: ignore[operator]
         # spec 10: first heartbeat after interval * jitter, jitter in [0, 1).

@@ -267,7 +267,7 @@ json_values = st.recursive(
 def test_etf_round_trip(payload: dict[str, Any]) -> None:
     """Invariant: what we encode decodes to the same JSON-shaped value."""
     packed, size = etf_codec().dumps(payload)
-    assert size == len(packed)
+    assert isinstance(packed, bytes) and size == len(packed)
     assert etf_codec().binary(packed, True) == payload
 
 
@@ -388,6 +388,17 @@ def test_codec_dumps_refuses_what_cannot_be_encoded() -> None:
         Codec("json", None, MAX).dumps({"op": 1, "d": 2**64})  # orjson: over 64 bits
     with pytest.raises(InvalidCommand):
         Codec("etf", None, MAX).dumps({"op": 1, "d": 2 ** (8 * 256)})
+
+
+def test_etf_snowflake_rule_leaves_other_keys_alone() -> None:
+    # float and None keys are neither snowflakes nor names
+    packed = _etf.dumps({"d": {1.5: 1, None: 2}})
+    assert _etf.loads(packed, stringify_snowflakes=True) == {"d": {1.5: 1, None: 2}}
+
+
+def test_etf_dumps_bytes_as_binary() -> None:
+    expected = b"\x83t\x00\x00\x00\x01m\x00\x00\x00\x01am\x00\x00\x00\x01\xff"
+    assert _etf.dumps({"a": b"\xff"}) == expected
 
 
 def test_codec_dumps_etf_size_is_bytes() -> None:

@@ -150,11 +150,18 @@ def test_identify_partial_properties_fall_back_to_defaults() -> None:
 
 
 def test_identify_deprecated_property_keys_are_renamed_with_a_warning() -> None:
-    with pytest.warns(DeprecationWarning, match=r"'\$os' is deprecated, use 'os'"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         built = identify_data(
             token="t", intents=0, properties={"$os": "linux", "$browser": "b", "$device": "d"}
         )
     assert built["properties"] == {"os": "linux", "browser": "b", "device": "d"}
+    assert [str(w.message) for w in caught] == [
+        f"identify property '${name}' is deprecated, use '{name}'"
+        for name in ("os", "browser", "device")
+    ]
+    assert all(w.category is DeprecationWarning for w in caught)
+    assert all(w.filename == __file__ for w in caught)  # points at the caller
 
 
 def test_identify_refuses_a_property_given_twice() -> None:
@@ -471,7 +478,8 @@ def build_command(draw: st.DrawFn) -> tuple[int, Any]:
             presence=draw(st.none() | presence_kwargs),
         )
     if kind == "presence":
-        return 3, presence_data(**draw(presence_kwargs))
+        kwargs: dict[str, Any] = draw(presence_kwargs)
+        return 3, presence_data(**kwargs)
     if kind == "voice":
         return 4, voice_state_data(draw(snowflakes), draw(st.none() | snowflakes))
     if kind == "members":

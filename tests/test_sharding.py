@@ -100,6 +100,24 @@ def test_gateway_bot_refuses_bad_bodies(change: dict[str, Any], rule: str) -> No
         GatewayBotInfo.from_payload(body)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "rule"),
+    [({"reset_after": -1.0}, "reset_after"), ({"max_concurrency": 0}, "max_concurrency"),
+     ({"remaining": -1}, "remaining <= total")],
+)
+def test_session_start_limit_validates_itself(kwargs: dict[str, Any], rule: str) -> None:
+    fields: dict[str, Any] = {"total": 5, "remaining": 5, "reset_after": 1.0, "max_concurrency": 1}
+    fields.update(kwargs)
+    with pytest.raises(ConfigurationError, match=rule):
+        SessionStartLimit(**fields)
+
+
+@pytest.mark.parametrize("body", [None, [], "wss://gateway.discord.gg"])
+def test_gateway_bot_body_must_be_an_object(body: Any) -> None:
+    with pytest.raises(ConfigurationError, match="body must be an object"):
+        GatewayBotInfo.from_payload(body)
+
+
 # -- IdentifyScheduler: examples ---------------------------------------------------------
 
 
@@ -253,10 +271,29 @@ def test_update_limit_changing_max_concurrency_is_conservative() -> None:
     scheduler.update_limit(
         SessionStartLimit(total=5, remaining=5, reset_after=60.0, max_concurrency=2), now=1.0
     )
+    assert scheduler.max_concurrency == 2
     scheduler.released(0, 1.0)
     scheduler.request(1, 1.0)  # a new bucket, but it inherits the last identify
     assert scheduler.poll(1.0) == []
     assert scheduler.poll(5.0) == [1]
+
+
+def test_update_limit_merging_buckets_keeps_the_latest_in_flight_identify() -> None:
+    scheduler = IdentifyScheduler(max_concurrency=2)
+    scheduler.request(0, 0.0)
+    assert scheduler.poll(0.0) == [0]
+    scheduler.request(1, 2.0)
+    assert scheduler.poll(2.0) == [1]
+    scheduler.update_limit(
+        SessionStartLimit(total=5, remaining=5, reset_after=60.0, max_concurrency=1), now=3.0
+    )
+    # one bucket now; shard 1's identify (the later one) holds it
+    assert scheduler.released(0, 3.0) is False
+    scheduler.request(2, 3.0)
+    assert scheduler.next_deadline() == 2.0 + 30.0
+    assert scheduler.released(1, 3.0) is True
+    assert scheduler.poll(5.0) == []  # the last identify (t=2) still sets the window
+    assert scheduler.poll(7.0) == [2]
 
 
 # -- IdentifyScheduler: properties ---------------------------------------------------------

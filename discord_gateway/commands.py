@@ -121,7 +121,7 @@ def _require_bool(value: object, field: str) -> bool:
 def _check_size(op: Opcode, data: dict[str, Any]) -> dict[str, Any]:
     try:
         size = len(json_dumps({"op": int(op), "d": data}))
-    except (TypeError, ValueError) as exc:  # pragma: no cover - validation keeps types plain
+    except (TypeError, ValueError) as exc:  # e.g. a lone surrogate is not UTF-8
         raise InvalidCommand(f"{op.name} payload cannot be encoded: {exc}") from exc
     if size > MAX_SEND_SIZE:
         # spec 42: Discord closes with 4002 on a sent payload over 4096 bytes.

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigurationError, GatewayError
+from .errors import ConfigurationError, GatewayError, LocalProtocolError
 
 __all__ = (
     "DEFAULT_ANSWER_TIMEOUT",
@@ -302,7 +302,7 @@ class IdentifyScheduler:
         if not _is_int(shard_id) or shard_id < 0:
             raise ConfigurationError(f"shard_id must be an int >= 0, not {shard_id!r}")
         if any(queued == shard_id for _, queued in self._pending):
-            raise ConfigurationError(f"shard {shard_id} already has an identify queued")
+            raise LocalProtocolError(f"shard {shard_id} already has an identify queued")
         self._apply_reset(now)
         if self._remaining is not None and len(self._pending) >= self._remaining:
             assert self._resets_at is not None

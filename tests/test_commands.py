@@ -396,6 +396,20 @@ def test_request_members_nonce_counts_utf8_bytes() -> None:
         request_guild_members_data(1, user_ids=2, nonce=5)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: request_guild_members_data(1, user_ids=2, nonce="\udc80"),
+        lambda: presence_data(activities=[{"name": "\ud800", "type": 0}]),
+        lambda: identify_data(token="t\udfff", intents=0),
+    ],
+)
+def test_text_that_is_not_utf8_is_refused(build: Any) -> None:
+    # A lone surrogate cannot be sent as JSON (or ETF): refuse it here.
+    with pytest.raises(InvalidCommand, match="cannot be encoded"):
+        build()
+
+
 def test_request_members_refuses_bad_query_and_presences() -> None:
     with pytest.raises(InvalidCommand, match="query must be a str"):
         request_guild_members_data(1, query=5, limit=1)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discord_gateway.errors import ConfigurationError, GatewayError
+from discord_gateway.errors import ConfigurationError, GatewayError, LocalProtocolError
 from discord_gateway.sharding import (
     IDENTIFY_INTERVAL,
     GatewayBotInfo,
@@ -205,7 +205,7 @@ def test_first_come_first_served_within_a_bucket() -> None:
 def test_duplicate_request_and_cancel() -> None:
     scheduler = IdentifyScheduler()
     scheduler.request(0, 0.0)
-    with pytest.raises(ConfigurationError, match="already has an identify queued"):
+    with pytest.raises(LocalProtocolError, match="already has an identify queued"):
         scheduler.request(0, 0.0)
     assert scheduler.cancel(0) is True
     assert scheduler.cancel(0) is False

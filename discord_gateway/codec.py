@@ -19,7 +19,7 @@ import json
 import zlib
 from typing import Any, Protocol
 
-from .errors import ConfigurationError, PayloadTooLarge, RemoteProtocolError
+from .errors import ConfigurationError, InvalidCommand, PayloadTooLarge, RemoteProtocolError
 
 __all__ = (
     "DEFAULT_MAX_PAYLOAD_SIZE",
@@ -158,11 +158,31 @@ def _new_inflater(compress: str | None, max_size: int) -> Inflater:
 
 
 class Codec:
-    """Per-connection decoder/encoder. ``reset()`` on every new WebSocket (spec 33)."""
+    """Per-connection decoder/encoder. ``reset()`` on every new WebSocket (spec 33).
 
-    __slots__ = ("_inflater", "_text_parts", "_text_size", "compress", "encoding", "max_size")
+    ``etf_snowflakes_as_str``: with ``encoding="etf"``, deliver snowflakes as
+    ``str`` like JSON does instead of the ``int`` ETF carries (the rule is in
+    :mod:`discord_gateway._etf`). No effect on JSON.
+    """
 
-    def __init__(self, encoding: str, compress: str | None, max_size: int) -> None:
+    __slots__ = (
+        "_inflater",
+        "_text_parts",
+        "_text_size",
+        "compress",
+        "encoding",
+        "etf_snowflakes_as_str",
+        "max_size",
+    )
+
+    def __init__(
+        self,
+        encoding: str,
+        compress: str | None,
+        max_size: int,
+        *,
+        etf_snowflakes_as_str: bool = False,
+    ) -> None:
         if encoding not in ENCODINGS:
             raise ConfigurationError(f"encoding must be one of {ENCODINGS}, not {encoding!r}")
         if compress is not None and compress not in TRANSPORT_COMPRESSIONS:
@@ -183,6 +203,7 @@ class Codec:
         self.encoding = encoding
         self.compress = compress
         self.max_size = max_size
+        self.etf_snowflakes_as_str = etf_snowflakes_as_str
         self._text_parts: list[str] = []
         self._text_size = 0
         self._inflater: Inflater = _new_inflater(compress, max_size)
@@ -219,7 +240,7 @@ class Codec:
             return self._loads_json(raw)
         from . import _etf
 
-        return _etf.loads(raw)
+        return _etf.loads(raw, stringify_snowflakes=self.etf_snowflakes_as_str)
 
     @staticmethod
     def _loads_json(data: bytes | str) -> Any:
@@ -230,11 +251,18 @@ class Codec:
 
     def dumps(self, payload: dict[str, Any]) -> tuple[str | bytes, int]:
         """Encode a payload to send: (``str`` for a JSON text frame or ``bytes`` for
-        ETF, its size in encoded bytes - the size Discord's 4096-byte limit counts)."""
-        if self.encoding == "json":
-            raw = json_dumps(payload)
-            return raw.decode(), len(raw)
-        from . import _etf
+        ETF, its size in encoded bytes - the size Discord's 4096-byte limit counts).
 
-        packed = _etf.dumps(payload)
+        A payload the encoding cannot hold (an object, an int over 64 bits for
+        JSON, ...) raises :class:`InvalidCommand`; nothing is half-encoded.
+        """
+        try:
+            if self.encoding == "json":
+                raw = json_dumps(payload)
+                return raw.decode(), len(raw)
+            from . import _etf
+
+            packed = _etf.dumps(payload)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise InvalidCommand(f"payload cannot be encoded as {self.encoding}: {exc}") from exc
         return packed, len(packed)

@@ -96,6 +96,7 @@ class ZlibStreamInflater:
             )
         if message_finished and not self._parts and data[-4:] == ZLIB_SUFFIX:
             # Fast path: one WebSocket message held one whole gateway message.
+            self._tail = b""
             return out
         if out:
             self._parts.append(out)

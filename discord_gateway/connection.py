@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
@@ -43,6 +43,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
+from . import commands
 from .codec import DEFAULT_MAX_PAYLOAD_SIZE, MAX_SEND_SIZE, Codec
 from .errors import (
     CloseDiscordConnection,
@@ -136,6 +137,8 @@ class DiscordConnection:
         dispatch_handled: also yield the events the connection handles itself
             (``HeartbeatAck``, ``HeartbeatRequest``, ``Reconnect``, ``InvalidSession``).
         max_payload_size: cap on one received message after decompression.
+        etf_snowflakes_as_str: with ETF, turn the integer snowflakes Discord sends
+            (``id``, ``*_id``, ``*_ids``, role lists, map keys) into ``str`` as in JSON.
         max_queued_commands: how many commands may wait for the send limit.
         hello_timeout: seconds from ``connect()`` to HELLO before the attempt is abandoned.
         close_timeout: seconds to wait for the gateway to answer our close frame.
@@ -196,6 +199,7 @@ class DiscordConnection:
         resume_gateway_url: str | None = None,
         dispatch_handled: bool = False,
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
+        etf_snowflakes_as_str: bool = False,
         max_queued_commands: int = 1000,
         hello_timeout: float = HELLO_TIMEOUT,
         close_timeout: float = CLOSE_TIMEOUT,
@@ -221,7 +225,12 @@ class DiscordConnection:
             self.transport_compression = compress
             self.payload_compression = False
         self.encoding = encoding
-        self._codec = Codec(encoding, self.transport_compression, max_payload_size)
+        self._codec = Codec(
+            encoding,
+            self.transport_compression,
+            max_payload_size,
+            etf_snowflakes_as_str=etf_snowflakes_as_str,
+        )
         if session_id is not None and sequence is None:
             raise ConfigurationError("resuming a session needs both session_id and sequence")
         if resume_gateway_url is not None:
@@ -542,6 +551,70 @@ class DiscordConnection:
         queue.append((payload, text_or_bytes))
         return b""
 
+    # The commands, validated before encoding (spec 47-51). Names and
+    # parameters of the first three are those of discord-gateway 0.4.0.
+
+    def update_presence(
+        self,
+        *,
+        activities: Iterable[Mapping[str, Any]] = (),
+        status: str = "online",
+        afk: bool = False,
+        since: int | None = None,
+        now: float | None = None,
+    ) -> bytes:
+        """Update Presence (op 3)."""
+        data = commands.presence_data(activities=activities, status=status, afk=afk, since=since)
+        return self.send_command(Opcode.PRESENCE_UPDATE, data, now=now)
+
+    def update_voice_state(
+        self,
+        guild: int | str,
+        channel: int | str | None,
+        *,
+        mute: bool = False,
+        deafen: bool = False,
+        now: float | None = None,
+    ) -> bytes:
+        """Update Voice State (op 4); ``channel=None`` disconnects."""
+        data = commands.voice_state_data(guild, channel, self_mute=mute, self_deaf=deafen)
+        return self.send_command(Opcode.VOICE_STATE_UPDATE, data, now=now)
+
+    def request_guild_members(
+        self,
+        guild: int | str,
+        *,
+        limit: int | None = None,
+        query: str | None = None,
+        presences: bool | None = None,
+        users: int | str | Iterable[int | str] | None = None,
+        nonce: str | None = None,
+        now: float | None = None,
+    ) -> bytes:
+        """Request Guild Members (op 8); the answer is GUILD_MEMBERS_CHUNK dispatches."""
+        data = commands.request_guild_members_data(
+            guild, query=query, limit=limit, presences=presences, user_ids=users, nonce=nonce
+        )
+        return self.send_command(Opcode.REQUEST_GUILD_MEMBERS, data, now=now)
+
+    def request_soundboard_sounds(
+        self, guild_ids: Iterable[int | str], *, now: float | None = None
+    ) -> bytes:
+        """Request Soundboard Sounds (op 31); one SOUNDBOARD_SOUNDS dispatch per guild."""
+        data = commands.request_soundboard_sounds_data(guild_ids)
+        return self.send_command(Opcode.REQUEST_SOUNDBOARD_SOUNDS, data, now=now)
+
+    def request_channel_info(
+        self,
+        guild_id: int | str,
+        fields: Iterable[str] = ("status", "voice_start_time"),
+        *,
+        now: float | None = None,
+    ) -> bytes:
+        """Request Channel Info (op 43); the answer is a CHANNEL_INFO dispatch."""
+        data = commands.request_channel_info_data(guild_id, fields)
+        return self.send_command(Opcode.REQUEST_CHANNEL_INFO, data, now=now)
+
     def connect(self, *, now: float | None = None) -> bytes:
         """The HTTP upgrade request for a fresh WebSocket to ``self.url``.
 
@@ -568,11 +641,11 @@ class DiscordConnection:
         *,
         token: str,
         intents: int,
-        properties: dict[str, Any] | None = None,
+        properties: Mapping[str, str] | None = None,
         compress: bool | None = None,
         large_threshold: int | None = None,
         shard: tuple[int, int] | list[int] | None = None,
-        presence: dict[str, Any] | None = None,
+        presence: Mapping[str, Any] | None = None,
     ) -> bytes:
         """IDENTIFY: start a new session (spec 17). Only after HELLO, once per connection.
 
@@ -590,11 +663,11 @@ class DiscordConnection:
             )
         if compress and self.encoding != "json":
             raise InvalidCommand("payload compression works with JSON only (spec 36)")
-        data = _identify_data(
+        data = commands.identify_data(
             token=token,
             intents=intents,
             properties=properties,
-            compress=compress,
+            compress=True if compress else None,
             large_threshold=large_threshold,
             shard=shard,
             presence=presence,
@@ -963,41 +1036,3 @@ class DiscordConnection:
         self._ack_pending = False  # spec 14: a stale flag would loop on 4000
         self._last_heartbeat_sent = None
         self._events.append(Hello(self.heartbeat_interval, payload))
-
-
-def _identify_data(
-    *,
-    token: str,
-    intents: int,
-    properties: dict[str, Any] | None,
-    compress: bool,
-    large_threshold: int | None,
-    shard: tuple[int, int] | list[int] | None,
-    presence: dict[str, Any] | None,
-) -> dict[str, Any]:
-    import sys
-
-    if not isinstance(token, str) or not token:
-        raise InvalidCommand("token must be a non-empty string")
-    if type(intents) is not int or intents < 0:
-        raise InvalidCommand(f"intents must be a non-negative int, not {intents!r}")
-    if properties is None:
-        properties = {"os": sys.platform, "browser": "discord-gateway", "device": "discord-gateway"}
-    data: dict[str, Any] = {"token": token, "intents": intents, "properties": properties}
-    if compress:
-        data["compress"] = True
-    if large_threshold is not None:
-        if type(large_threshold) is not int or not 50 <= large_threshold <= 250:
-            raise InvalidCommand(
-                f"large_threshold must be 50..250 (spec 17), not {large_threshold!r}"
-            )
-        data["large_threshold"] = large_threshold
-    if shard is not None:
-        if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
-            raise InvalidCommand(
-                f"shard must be (shard_id, num_shards) with 0 <= id < num, not {shard!r}"
-            )
-        data["shard"] = [int(shard[0]), int(shard[1])]
-    if presence is not None:
-        data["presence"] = presence
-    return data

@@ -1,0 +1,96 @@
+"""The command methods of DiscordConnection (0.4.0 names), and ETF end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from discord_gateway import DiscordConnection, Dispatch, InvalidCommand, Ready, _etf
+
+from peer import Link, fixture_json
+
+
+def ready_link(**kwargs: object) -> Link:
+    link = Link(**kwargs)  # type: ignore[arg-type]
+    link.hello()
+    link.identify()
+    link.ready()
+    return link
+
+
+def test_0_4_0_command_methods_send_the_documented_payloads() -> None:
+    link = ready_link()
+    conn = link.conn
+    link.client(
+        conn.update_presence(
+            activities=[{"name": "Save the Oxford Comma", "type": 0}],
+            status="online",
+            since=91879201,
+        )
+    )
+    assert link.peer.received[-1] == fixture_json("docs_examples/update_presence_op3.json")
+    link.client(conn.update_voice_state(41771983423143937, 127121515262115840))
+    assert link.peer.received[-1] == fixture_json("docs_examples/update_voice_state_op4.json")
+    link.client(conn.request_guild_members(41771983444115456, query="", limit=0))
+    assert link.peer.received[-1] == fixture_json("docs_examples/request_guild_members.json")
+    link.client(conn.request_soundboard_sounds([613425648685547541, "81384788765712384"]))
+    assert link.peer.received[-1] == fixture_json(
+        "docs_examples/request_soundboard_sounds_op31.json"
+    )
+    link.client(conn.request_channel_info("613425648685547541"))
+    assert link.peer.received[-1] == fixture_json("docs_examples/request_channel_info_op43.json")
+
+
+def test_invalid_commands_are_refused_before_anything_is_sent() -> None:
+    link = ready_link()
+    sent = len(link.peer.received)
+    with pytest.raises(InvalidCommand, match="status"):
+        link.conn.update_presence(status="busy")
+    with pytest.raises(InvalidCommand, match="32"):
+        link.conn.request_guild_members(1, query="a", limit=1, nonce="x" * 33)
+    with pytest.raises(InvalidCommand):
+        link.conn.request_guild_members(1, users=list(range(1, 102)))
+    assert len(link.peer.received) == sent
+
+
+def test_deprecated_dollar_properties_are_translated() -> None:
+    link = Link()
+    link.hello()
+    with pytest.warns(DeprecationWarning):
+        data = link.conn.identify(
+            token="t", intents=1, properties={"$os": "linux", "$browser": "x", "$device": "x"}
+        )
+    link.client(data)
+    assert link.peer.received[-1]["d"]["properties"] == {
+        "os": "linux",
+        "browser": "x",
+        "device": "x",
+    }
+
+
+@pytest.mark.parametrize("stringify", [False, True])
+def test_etf_session(stringify: bool) -> None:
+    conn = DiscordConnection("wss://g", encoding="etf", etf_snowflakes_as_str=stringify)
+    link = Link(conn)
+    assert link.peer.request is not None and "encoding=etf" in link.peer.request.target
+    link.deliver(link.peer.send(_etf.dumps({"op": 10, "d": {"heartbeat_interval": 41250}})))
+    identify = conn.identify(token="t", intents=1)
+    link.peer.ws.receive_data(identify)
+    (frame,) = list(link.peer.ws.events())
+    assert isinstance(frame.data, (bytes, bytearray))  # ETF goes as binary frames
+    sent = _etf.loads(bytes(frame.data))
+    assert sent["op"] == 2 and sent["d"]["token"] == "t"
+    ready = {"op": 0, "s": 1, "t": "READY", "d": {"session_id": "abc", "v": 10}}
+    link.deliver(link.peer.send(_etf.dumps(ready)))
+    guild = {
+        "op": 0,
+        "s": 2,
+        "t": "GUILD_DELETE",
+        "d": {"id": 41771983444115456, "unavailable": True},
+    }
+    link.deliver(link.peer.send(_etf.dumps(guild)))
+    events = link.events()
+    assert isinstance(events[1], Ready)
+    last = events[2]
+    assert isinstance(last, Dispatch)
+    expected_id: int | str = "41771983444115456" if stringify else 41771983444115456
+    assert last.data == {"id": expected_id, "unavailable": True}

@@ -58,7 +58,9 @@ class ZstdStreamInflater:
             raise RemoteProtocolError(f"corrupt zstd-stream data: {exc}") from exc
         self._size += len(out)
         if self._size > self._max_size:
-            raise PayloadTooLarge(f"zstd-stream message inflates to more than {self._max_size} bytes")
+            raise PayloadTooLarge(
+                f"zstd-stream message inflates to more than {self._max_size} bytes"
+            )
         if message_finished and not self._parts:
             self._size = 0
             return out

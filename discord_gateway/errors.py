@@ -73,7 +73,7 @@ class PayloadTooLarge(RemoteProtocolError):
     """A received message is larger than the connection's ``max_payload_size``."""
 
 
-class CloseDiscordConnection(Exception):  # noqa: N818 - name kept from 0.4.0
+class CloseDiscordConnection(Exception):
     """The WebSocket is closed: send ``data`` (if not None), then close the socket.
 
     ``code`` and ``reason`` are those of the close frame the gateway sent (1006
@@ -108,7 +108,9 @@ class ConnectionRejected(GatewayError):
     headers: list[tuple[bytes, bytes]]
 
     def __init__(self, event: RejectConnection) -> None:
-        super().__init__(f"Discord rejected the WebSocket connection - Error code {event.status_code}")
+        super().__init__(
+            f"Discord rejected the WebSocket connection - Error code {event.status_code}"
+        )
         self.code = event.status_code
         self.headers = list(event.headers)
 

@@ -1,4 +1,4 @@
-"""The gateway lifecycle: states and transitions as data (``states``), run by ``transitions`` (``machine``)."""
+"""The gateway lifecycle: states and transitions as data (``states``), run by ``machine``."""
 
 from .machine import Lifecycle, mermaid_diagram
 from .states import TRANSITIONS, State, Trigger

@@ -1,0 +1,69 @@
+"""Sans-I/O implementation of the Discord gateway.
+
+Sans-I/O means this package does no networking: ``DiscordConnection`` turns
+received bytes into events and commands into bytes, and tells you when it
+next needs attention. The same core serves threading, asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .connection import DEFAULT_API_VERSION, DiscordConnection
+from .errors import (
+    CloseDiscordConnection,
+    ConfigurationError,
+    ConnectionRejected,
+    GatewayError,
+    InvalidCommand,
+    LocalProtocolError,
+    PayloadTooLarge,
+    RejectedConnectionData,
+    RemoteProtocolError,
+)
+from .events import (
+    Dispatch,
+    Event,
+    HeartbeatAck,
+    HeartbeatRequest,
+    Hello,
+    InvalidSession,
+    Ready,
+    Reconnect,
+    Resumed,
+    UnknownMessage,
+)
+from .fsm import State
+from .opcodes import CloseCode, Opcode, should_reconnect
+
+__all__ = (
+    "DEFAULT_API_VERSION",
+    "CloseCode",
+    "CloseDiscordConnection",
+    "ConfigurationError",
+    "ConnectionRejected",
+    "Dispatch",
+    "DiscordConnection",
+    "Event",
+    "GatewayError",
+    "HeartbeatAck",
+    "HeartbeatRequest",
+    "Hello",
+    "InvalidCommand",
+    "InvalidSession",
+    "LocalProtocolError",
+    "Opcode",
+    "PayloadTooLarge",
+    "Ready",
+    "Reconnect",
+    "RejectedConnectionData",
+    "RemoteProtocolError",
+    "Resumed",
+    "State",
+    "UnknownMessage",
+    "should_reconnect",
+)
+
+__version__ = "1.0.0.dev0"
+
+logging.getLogger("discord_gateway").addHandler(logging.NullHandler())

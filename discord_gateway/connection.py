@@ -1,0 +1,906 @@
+"""``DiscordConnection``: the sans-I/O gateway client.
+
+It turns received bytes into events and commands into bytes. It never does
+I/O and never sleeps; it reads the clock only when a caller passes no ``now``.
+
+Layers, outermost first:
+
+* wsproto frames the WebSocket (a fresh ``WSConnection`` per connection);
+* ``Codec`` inflates (zlib-stream, zstd-stream, payload zlib) and decodes
+  (JSON, ETF);
+* the lifecycle (``fsm``) decides which moves are legal - every change of
+  state goes through it, and nothing else;
+* the hot path (DISPATCH, sequence numbers, HEARTBEAT_ACK) is plain code here.
+
+Time is an input, aioquic style: ``next_deadline()`` says when the connection
+next needs attention and ``handle_timer(now)`` emits what is due then (a
+heartbeat, or the close of a zombie connection). The 0.4.0-style manual
+``heartbeat()`` keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
+from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
+
+from .codec import DEFAULT_MAX_PAYLOAD_SIZE, MAX_SEND_SIZE, Codec
+from .errors import (
+    CloseDiscordConnection,
+    ConfigurationError,
+    ConnectionRejected,
+    InvalidCommand,
+    LocalProtocolError,
+    RejectedConnectionData,
+    RemoteProtocolError,
+)
+from .events import (
+    Dispatch,
+    Event,
+    HeartbeatAck,
+    HeartbeatRequest,
+    Hello,
+    InvalidSession,
+    Ready,
+    Reconnect,
+    Resumed,
+    UnknownMessage,
+)
+from .fsm import Lifecycle, State, Trigger
+from .fsm.states import HEARTBEAT_STATES, OPEN_STATES, SENDING_STATES
+from .opcodes import (
+    CLOSE_CODE_POLICIES,
+    RESUMABLE_CLOSE_CODE,
+    SESSION_ENDING_CLOSE_CODES,
+    CloseCode,
+    Opcode,
+    close_policy,
+)
+
+__all__ = ("DEFAULT_API_VERSION", "DiscordConnection")
+
+DEFAULT_API_VERSION = 10
+#: API versions Discord still serves (spec 3: 10 and 9 available, 6-8 deprecated).
+SUPPORTED_API_VERSIONS = (6, 7, 8, 9, 10)
+#: Backoff for ``reconnect()``: 0 for the first attempt, then full jitter over
+#: ``min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))`` seconds.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+#: Spec 28 [hist]: wait 1-5 s before identifying after op 9 d=false.
+INVALID_SESSION_WAIT = (1.0, 5.0)
+#: Spec 54: a session whose resumes keep failing is "bricked"; identify after this many.
+MAX_RESUME_ATTEMPTS = 3
+#: How long we wait for the gateway to answer our close frame before giving up on it.
+CLOSE_TIMEOUT = 5.0
+
+_DEFAULT_PORTS = {"wss": 443, "ws": 80}
+_LOG = logging.getLogger("discord_gateway")
+
+
+def _parse_gateway_url(uri: str, what: str = "uri") -> SplitResult:
+    """Accept ``wss://host[:port][/path][?query]`` or a bare host (as 0.4.0's README did)."""
+    if not isinstance(uri, str) or not uri:
+        raise ConfigurationError(
+            f"{what} must be a non-empty string such as 'wss://gateway.discord.gg'"
+        )
+    text = uri if "://" in uri else f"wss://{uri}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot parse {what} {uri!r}: {exc}") from exc
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ConfigurationError(f"{what} {uri!r} must use wss:// (or ws:// for a local gateway)")
+    if not parts.hostname:
+        raise ConfigurationError(f"cannot find a host name in {what} {uri!r}")
+    del port
+    return parts
+
+
+class DiscordConnection:
+    """One gateway session's client side, across as many WebSockets as it takes.
+
+    Parameters:
+        uri: the gateway URL from ``GET /gateway/bot`` (``wss://gateway.discord.gg``),
+            or a bare host name. An existing query string is kept and merged.
+        encoding: ``'json'`` or ``'etf'`` (needs the ``etf`` extra).
+        compress: transport compression, ``'zlib-stream'`` or ``'zstd-stream'``
+            (needs the ``zstd`` extra); or ``True`` to ask for payload compression
+            in IDENTIFY by default (0.4.0 semantics); ``None``/``False`` for none.
+        version: gateway API version; default 10, or the URL's ``v`` if it has one.
+        session_id, sequence, resume_gateway_url: a session to resume.
+        dispatch_handled: also yield the events the connection handles itself
+            (``HeartbeatAck``, ``HeartbeatRequest``, ``Reconnect``, ``InvalidSession``).
+        max_payload_size: cap on one received message after decompression.
+        rng: randomness for heartbeat and backoff jitter (inject a seeded one in tests).
+        clock: the monotonic clock read when a method is given no ``now``.
+        logger: where to log; default ``logging.getLogger("discord_gateway")``.
+    """
+
+    __slots__ = (
+        "_ack_pending",
+        "_attempts",
+        "_clock",
+        "_close_deadline",
+        "_close_sent_code",
+        "_codec",
+        "_events",
+        "_fatal_code",
+        "_invalid_session_wait",
+        "_last_heartbeat_sent",
+        "_latencies",
+        "_lifecycle",
+        "_log",
+        "_next_heartbeat",
+        "_rejected_body",
+        "_resume_attempt",
+        "_resume_failures",
+        "_rng",
+        "_upgrade_sent",
+        "_url",
+        "_version",
+        "_ws",
+        "dispatch_handled",
+        "encoding",
+        "heartbeat_interval",
+        "payload_compression",
+        "resume_gateway_url",
+        "sequence",
+        "session_id",
+        "transport_compression",
+        "uri",
+    )
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        encoding: str = "json",
+        compress: str | bool | None = None,
+        version: int | None = None,
+        session_id: str | None = None,
+        sequence: int | None = None,
+        resume_gateway_url: str | None = None,
+        dispatch_handled: bool = False,
+        max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.uri = uri
+        self._url = _parse_gateway_url(uri)
+        if version is None:
+            url_version = dict(parse_qsl(self._url.query)).get("v")
+            version = int(url_version) if url_version and url_version.isdigit() else None
+        self._version = DEFAULT_API_VERSION if version is None else version
+        if self._version not in SUPPORTED_API_VERSIONS:
+            raise ConfigurationError(
+                f"gateway API version {self._version} is not served by Discord; "
+                f"use one of {SUPPORTED_API_VERSIONS} (10 is current)"
+            )
+        if compress is True or compress is False or compress is None:
+            self.transport_compression: str | None = None
+            self.payload_compression = bool(compress)
+        else:
+            self.transport_compression = compress
+            self.payload_compression = False
+        self.encoding = encoding
+        self._codec = Codec(encoding, self.transport_compression, max_payload_size)
+        if session_id is not None and sequence is None:
+            raise ConfigurationError("resuming a session needs both session_id and sequence")
+        if resume_gateway_url is not None:
+            _parse_gateway_url(resume_gateway_url, "resume_gateway_url")
+        self.session_id = session_id
+        self.sequence = sequence
+        self.resume_gateway_url = resume_gateway_url
+        self.dispatch_handled = dispatch_handled
+        self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
+        self._log = logger if logger is not None else _LOG
+
+        self._lifecycle = Lifecycle()
+        self._events: deque[Event] = deque()
+        self._latencies: deque[float] = deque(maxlen=5)
+        self._attempts = 0
+        self._invalid_session_wait = 0.0
+        self._resume_failures = 0
+        self._fatal_code: int | None = None
+        self._new_websocket()
+
+    def _new_websocket(self) -> None:
+        """Per-WebSocket state; the session (and undelivered events) survive it."""
+        self._ws = WSConnection(ConnectionType.CLIENT)
+        self._codec.reset()
+        self._upgrade_sent = False
+        self._resume_attempt = False
+        self.heartbeat_interval: float | None = None
+        self._next_heartbeat: float | None = None
+        self._ack_pending = False
+        self._last_heartbeat_sent: float | None = None
+        self._close_sent_code: int | None = None
+        self._close_deadline: float | None = None
+        self._rejected_body = bytearray()
+
+    def __repr__(self) -> str:
+        return (
+            f"<DiscordConnection {self.state.value} url={self.url!r} "
+            f"session_id={self.session_id!r} sequence={self.sequence!r}>"
+        )
+
+    # -- Introspection -----------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The lifecycle state (see ``discord_gateway.fsm.states``)."""
+        return self._lifecycle.state
+
+    @property
+    def compress(self) -> str | bool:
+        """0.4.0's attribute: the transport compression, else whether payload compression is on."""
+        return self.transport_compression or self.payload_compression
+
+    @property
+    def should_resume(self) -> bool:
+        """Whether the next connection will RESUME (True) or IDENTIFY (False)."""
+        return self.session_id is not None and self.sequence is not None
+
+    @should_resume.setter
+    def should_resume(self, value: bool) -> None:
+        if value and not self.should_resume:
+            raise LocalProtocolError("there is no session to resume (no session_id and sequence)")
+        if not value:
+            self._drop_session()
+
+    @property
+    def closing(self) -> bool:
+        """True from the moment a close frame is sent or received: send nothing more."""
+        return self._lifecycle.state in (State.CLOSING, State.RECONNECTING, State.CLOSED)
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether the last heartbeat was acknowledged (0.4.0 attribute)."""
+        return not self._ack_pending
+
+    @property
+    def latency(self) -> float | None:
+        """Mean of the last five heartbeat round trips in seconds; None before the first ACK."""
+        if not self._latencies:
+            return None
+        return sum(self._latencies) / len(self._latencies)
+
+    @property
+    def query_params(self) -> str:
+        """``v``, ``encoding`` and ``compress`` as a query string (spec 2)."""
+        params: dict[str, str] = {"v": str(self._version), "encoding": self.encoding}
+        if self.transport_compression is not None:
+            params["compress"] = self.transport_compression
+        return urlencode(params)
+
+    def _target_url(self) -> SplitResult:
+        if self.should_resume and self.resume_gateway_url is not None:
+            return _parse_gateway_url(self.resume_gateway_url, "resume_gateway_url")
+        return self._url
+
+    def _request_target(self, parts: SplitResult) -> str:
+        # Merge, don't glue: keep the URL's other parameters, ours override theirs.
+        ours = ("v", "encoding", "compress")
+        kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
+        query = urlencode(kept)
+        query = f"{query}&{self.query_params}" if query else self.query_params
+        return f"{parts.path or '/'}?{query}"
+
+    @property
+    def url(self) -> str:
+        """The full URL the next (or current) WebSocket connects to.
+
+        ``resume_gateway_url`` while the session can be resumed (spec 4, 26),
+        the original URL when identifying (spec 1, 27).
+        """
+        parts = self._target_url()
+        return f"{parts.scheme}://{parts.netloc}{self._request_target(parts)}"
+
+    @property
+    def destination(self) -> tuple[str, int]:
+        """``(host, port)`` to open the TCP connection to."""
+        parts = self._target_url()
+        assert parts.hostname is not None  # checked by _parse_gateway_url
+        return parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme]
+
+    @property
+    def secure(self) -> bool:
+        """Whether the transport must be TLS (``wss://``)."""
+        return self._target_url().scheme == "wss"
+
+    def should_reconnect(self) -> bool:
+        """False once the gateway closed with a fatal code (4004, 4010-4014)."""
+        return self._lifecycle.state is not State.CLOSED
+
+    def events(self) -> Iterator[Event]:
+        """Yield (and forget) the events received so far, oldest first."""
+        events = self._events
+        while events:
+            yield events.popleft()
+
+    # -- Timers --------------------------------------------------------------
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+    def next_deadline(self) -> float | None:
+        """The monotonic time at which ``handle_timer()`` must next be called, or None."""
+        state = self._lifecycle.state
+        if state is State.CLOSING:
+            return self._close_deadline
+        if state in HEARTBEAT_STATES:
+            return self._next_heartbeat
+        return None
+
+    def handle_timer(self, now: float | None = None) -> list[bytes]:
+        """Do what is due at ``now``: a heartbeat, or closing a zombie connection.
+
+        Raises :class:`CloseDiscordConnection` when the gateway failed to answer
+        our close frame in time: drop the socket and reconnect.
+        """
+        now = self._now(now)
+        state = self._lifecycle.state
+        if state is State.CLOSING:
+            if self._close_deadline is not None and now >= self._close_deadline:
+                self._log.warning("the gateway did not answer our close frame; dropping it")
+                self._connection_ended(CloseCode.ABNORMAL_CLOSURE, peer_closed=False)
+                raise CloseDiscordConnection(
+                    None, CloseCode.ABNORMAL_CLOSURE, "close handshake timed out"
+                )
+            return []
+        if state not in HEARTBEAT_STATES or self._next_heartbeat is None:
+            return []
+        if now < self._next_heartbeat:
+            return []
+        if self._ack_pending:
+            # spec 13: no ACK between two heartbeats: a zombie connection. Close
+            # with a code other than 1000/1001 so the session can be resumed.
+            return [self._start_close(RESUMABLE_CLOSE_CODE, "heartbeat ACK missed", now)]
+        return [self._send_heartbeat(now, expect_ack=True)]
+
+    def _send_heartbeat(self, now: float, *, expect_ack: bool) -> bytes:
+        data = self._encode(Opcode.HEARTBEAT, self.sequence)  # spec 11
+        self._last_heartbeat_sent = now
+        if expect_ack:
+            self._ack_pending = True
+            assert self.heartbeat_interval is not None
+            assert self._next_heartbeat is not None
+            # Keep the cadence, but never fire a burst after a late timer call.
+            self._next_heartbeat = max(self._next_heartbeat + self.heartbeat_interval, now)
+            if self._next_heartbeat <= now:
+                self._next_heartbeat = now + self.heartbeat_interval
+        return data
+
+    def heartbeat(self, *, acknowledge: bool = True, now: float | None = None) -> bytes:
+        """A HEARTBEAT to send now (0.4.0 API; prefer ``handle_timer``).
+
+        If the previous heartbeat was never acknowledged this returns the
+        close frame of a zombie connection instead (spec 13), as 0.4.0 did.
+        ``acknowledge=False`` sends one without expecting an ACK.
+        """
+        state = self._lifecycle.state
+        if state not in HEARTBEAT_STATES:
+            raise LocalProtocolError(
+                f"can't send a heartbeat in state {state.value!r}: "
+                + ("wait for HELLO" if state is State.CONNECTING else "the connection is closing")
+            )
+        now = self._now(now)
+        if acknowledge and self._ack_pending:
+            return self._start_close(RESUMABLE_CLOSE_CODE, "heartbeat ACK missed", now)
+        if acknowledge:
+            assert self.heartbeat_interval is not None
+            self._next_heartbeat = now
+        return self._send_heartbeat(now, expect_ack=acknowledge)
+
+    # -- Sending ---------------------------------------------------------------
+
+    def _encode(self, op: Opcode, data: Any) -> bytes:
+        # spec 8: send only op and d.
+        text_or_bytes, size = self._codec.dumps({"op": int(op), "d": data})
+        if size > MAX_SEND_SIZE:
+            raise InvalidCommand(
+                f"{op.name} payload is {size} bytes; Discord closes with 4002 over "
+                f"{MAX_SEND_SIZE} (spec 42)"
+            )
+        if isinstance(text_or_bytes, str):
+            return self._ws.send(TextMessage(text_or_bytes))
+        return self._ws.send(BytesMessage(text_or_bytes))
+
+    def send_command(self, op: Opcode | int, data: Any) -> bytes:
+        """Encode any command (op 3, 4, 8, 31, 43, ...) after IDENTIFY or RESUME was sent."""
+        state = self._lifecycle.state
+        if state not in SENDING_STATES:
+            raise LocalProtocolError(
+                f"can't send commands in state {state.value!r}: "
+                + (
+                    "the connection is closing"
+                    if self.closing
+                    else "send IDENTIFY or RESUME first (spec 18: anything earlier gets 4003)"
+                )
+            )
+        try:
+            opcode = Opcode(op)
+        except ValueError as exc:
+            raise InvalidCommand(f"unknown opcode {op!r}") from exc
+        if opcode in (Opcode.HEARTBEAT, Opcode.IDENTIFY, Opcode.RESUME):
+            raise InvalidCommand(f"use heartbeat()/identify()/resume() to send {opcode.name}")
+        if opcode in (
+            Opcode.DISPATCH,
+            Opcode.RECONNECT,
+            Opcode.INVALID_SESSION,
+            Opcode.HELLO,
+            Opcode.HEARTBEAT_ACK,
+        ):
+            raise InvalidCommand(f"{opcode.name} is sent by the gateway, never by a client")
+        return self._encode(opcode, data)
+
+    def connect(self) -> bytes:
+        """The HTTP upgrade request for a fresh WebSocket to ``self.url``."""
+        state = self._lifecycle.state
+        if state is not State.CONNECTING or self._upgrade_sent:
+            raise LocalProtocolError(
+                f"can't connect in state {state.value!r}"
+                + (" (connect() was already called)" if state is State.CONNECTING else "")
+                + ": call reconnect() first"
+            )
+        parts = self._target_url()
+        host = parts.netloc.rpartition("@")[2]
+        self._resume_attempt = self.should_resume
+        data = self._ws.send(Request(host=host, target=self._request_target(parts)))
+        self._upgrade_sent = True
+        self._log.debug("connecting to %s", self.url)
+        return data
+
+    def identify(
+        self,
+        *,
+        token: str,
+        intents: int,
+        properties: dict[str, Any] | None = None,
+        compress: bool | None = None,
+        large_threshold: int | None = None,
+        shard: tuple[int, int] | list[int] | None = None,
+        presence: dict[str, Any] | None = None,
+    ) -> bytes:
+        """IDENTIFY: start a new session (spec 17). Only after HELLO, once per connection.
+
+        ``compress`` asks for payload compression; it defaults to the constructor's
+        ``compress=True`` and cannot be combined with transport compression (spec 36).
+        Identifying replaces any session this connection held.
+        """
+        self._require_hello("identify")
+        if compress is None:
+            compress = self.payload_compression
+        if compress and self.transport_compression is not None:
+            raise InvalidCommand(
+                "payload compression can't be combined with transport compression "
+                f"{self.transport_compression!r} (spec 36)"
+            )
+        if compress and self.encoding != "json":
+            raise InvalidCommand("payload compression works with JSON only (spec 36)")
+        data = _identify_data(
+            token=token,
+            intents=intents,
+            properties=properties,
+            compress=compress,
+            large_threshold=large_threshold,
+            shard=shard,
+            presence=presence,
+        )
+        out = self._encode(Opcode.IDENTIFY, data)
+        self._lifecycle.fire(Trigger.IDENTIFY_SENT)
+        self._drop_session()
+        self._resume_attempt = False
+        return out
+
+    def resume(self, token: str) -> bytes:
+        """RESUME the session (spec 26). Only after HELLO, and only with a session."""
+        self._require_hello("resume")
+        if not self.should_resume:
+            raise LocalProtocolError(
+                "there is no session to resume: identify() instead (should_resume is False)"
+            )
+        if not isinstance(token, str) or not token:
+            raise InvalidCommand("token must be a non-empty string")
+        out = self._encode(
+            Opcode.RESUME, {"token": token, "session_id": self.session_id, "seq": self.sequence}
+        )
+        self._lifecycle.fire(Trigger.RESUME_SENT)
+        self._resume_attempt = True
+        return out
+
+    def _require_hello(self, what: str) -> None:
+        state = self._lifecycle.state
+        if state is State.HELLO:
+            return
+        if state is State.CONNECTING:
+            reason = "wait for HELLO (the first event of every connection)"
+        elif state in (State.IDENTIFYING, State.RESUMING, State.READY):
+            reason = "IDENTIFY or RESUME was already sent on this connection (spec 18)"
+        else:
+            reason = "the connection is closing or closed; reconnect() first"
+        raise LocalProtocolError(f"can't {what} in state {state.value!r}: {reason}")
+
+    def close(
+        self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "", *, now: float | None = None
+    ) -> bytes:
+        """Start the close handshake; keep receiving until ``CloseDiscordConnection``.
+
+        1000 (the default) and 1001 end the session: Discord shows the bot offline
+        and the next connection identifies (spec 30). Any other code, e.g. 4000,
+        keeps the session resumable.
+        """
+        if (
+            not isinstance(code, int)
+            or not (1000 <= code <= 4999)
+            or code in (1004, 1005, 1006, 1015)
+        ):
+            raise InvalidCommand(f"{code!r} is not a close code a client may send")
+        state = self._lifecycle.state
+        if state not in OPEN_STATES:
+            raise LocalProtocolError(
+                f"can't close in state {state.value!r}: already closing or closed"
+            )
+        if self._ws.connection is None:
+            # No WebSocket yet: nothing to shake hands with.
+            if code in SESSION_ENDING_CLOSE_CODES:
+                self._drop_session()
+            self._connection_ended(code, peer_closed=False)
+            return b""
+        return self._start_close(code, reason, self._now(now))
+
+    def _start_close(self, code: int, reason: str, now: float) -> bytes:
+        data = self._ws.send(CloseConnection(code, reason))
+        self._close_sent_code = code
+        self._close_deadline = now + CLOSE_TIMEOUT
+        self._lifecycle.fire(Trigger.CLOSE_SENT)
+        self._log.info("closing the connection with %d (%s)", code, reason or "no reason")
+        return data
+
+    # -- Reconnecting ----------------------------------------------------------
+
+    def reconnect(self) -> float:
+        """Reset for a fresh WebSocket; return how many seconds to wait before connecting.
+
+        0 for the first attempt after a working session, then exponential backoff
+        with full jitter (base ``BACKOFF_BASE``, cap ``BACKOFF_CAP``), plus 1-5 s
+        after op 9 d=false (spec 28). READY and RESUMED reset the backoff.
+        Events already received are kept: drain ``events()`` whenever you like.
+        """
+        state = self._lifecycle.state
+        if state is State.CLOSED:
+            code = self._fatal_code
+            meaning = close_policy(code).meaning
+            raise LocalProtocolError(
+                f"the gateway closed with fatal code {code} ({meaning}); "
+                "reconnecting cannot succeed (spec 31)"
+            )
+        if state is not State.RECONNECTING and self._upgrade_sent:
+            # The caller gave up on a WebSocket we still thought was open
+            # (a socket error, a timeout): it is a lost transport (spec 53).
+            self._account_for_lost_connection()
+        self._lifecycle.fire(Trigger.RECONNECT)
+        self._new_websocket()
+        attempt = self._attempts
+        self._attempts += 1
+        delay = 0.0
+        if attempt > 0:
+            delay = self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+        delay += self._invalid_session_wait
+        self._invalid_session_wait = 0.0
+        return delay
+
+    def _drop_session(self) -> None:
+        self.session_id = None
+        self.sequence = None
+        self.resume_gateway_url = None
+        self._resume_failures = 0
+
+    def _account_for_lost_connection(self) -> None:
+        """Book-keeping when a WebSocket ends: failed resumes (spec 54)."""
+        if self._resume_attempt:
+            self._resume_attempt = False
+            self._resume_failures += 1
+            # "dropped when a resume connect fails": the next try uses the main URL.
+            self.resume_gateway_url = None
+            if self._resume_failures >= MAX_RESUME_ATTEMPTS:
+                self._log.warning(
+                    "%d resumes failed in a row; starting a new session", self._resume_failures
+                )
+                self._drop_session()
+
+    def _connection_ended(self, code: int | None, *, peer_closed: bool) -> None:
+        """The WebSocket is gone: decide what becomes of the session, then move state.
+
+        ``code`` is the peer's close code (1006 if none). If we started the
+        close, our own code decides (spec 30), unless the peer's close frame
+        crossed ours with a code of its own that ends the session or is fatal.
+        """
+        policy = close_policy(code)
+        ours = self._close_sent_code
+        if ours is not None and not peer_closed:
+            keep_session = ours not in SESSION_ENDING_CLOSE_CODES
+            if code != ours and code in CLOSE_CODE_POLICIES and code is not None and code >= 4000:
+                keep_session = keep_session and policy.resume
+                fatal = not policy.reconnect
+            else:
+                fatal = False
+        else:
+            keep_session = policy.resume
+            fatal = not policy.reconnect
+        self._account_for_lost_connection()
+        if not keep_session:
+            self._drop_session()
+        if fatal:
+            self._fatal_code = code
+            self._log.error("the gateway closed with fatal code %s (%s)", code, policy.meaning)
+            self._lifecycle.fire(Trigger.CLOSED_FATALLY)
+        else:
+            self._lifecycle.fire(Trigger.DISCONNECTED)
+
+    # -- Receiving ---------------------------------------------------------------
+
+    def receive(self, data: bytes | None, now: float | None = None) -> list[bytes]:
+        """Feed bytes read from the socket; return bytes to write back.
+
+        ``None`` or ``b''`` means the transport was lost. Events are queued for
+        ``events()``. Raises :class:`CloseDiscordConnection` when the WebSocket
+        has closed, :class:`ConnectionRejected` when the upgrade was refused and
+        :class:`RemoteProtocolError` when the gateway sent garbage (the
+        connection is then closing with a resumable code; write ``err.data``).
+        """
+        state = self._lifecycle.state
+        if state is State.RECONNECTING or state is State.CLOSED:
+            return []  # late bytes from a WebSocket that is already gone
+        if not self._upgrade_sent:
+            raise LocalProtocolError("call connect() and send its bytes before receiving")
+        ws = self._ws
+        if not data:
+            data = None
+            if ws.connection is None:
+                self._connection_ended(CloseCode.ABNORMAL_CLOSURE, peer_closed=True)
+                raise CloseDiscordConnection(
+                    None, CloseCode.ABNORMAL_CLOSURE, "connection lost during the WebSocket upgrade"
+                )
+        try:
+            ws.receive_data(data)
+        except (WsRemoteProtocolError, WsLocalProtocolError) as exc:
+            # Only the HTTP upgrade can fail here; there is no WebSocket to close.
+            self._connection_ended(CloseCode.ABNORMAL_CLOSURE, peer_closed=True)
+            raise RemoteProtocolError(f"invalid response to the WebSocket upgrade: {exc}") from exc
+        out: list[bytes] = []
+        while True:
+            try:
+                self._process_events(out, now)
+                return out
+            except RemoteProtocolError as exc:
+                if self._lifecycle.state is not State.CLOSING:
+                    out.append(
+                        self._start_close(RESUMABLE_CLOSE_CODE, "invalid payload", self._now(now))
+                    )
+                    exc.data = b"".join(out)
+                    raise
+                # Already closing: log it and keep reading towards the close frame.
+                self._log.warning("ignoring an invalid payload while closing: %s", exc)
+
+    def _process_events(self, out: list[bytes], now: float | None) -> None:
+        codec = self._codec
+        for event in self._ws.events():
+            if isinstance(event, TextMessage):
+                payload = codec.text(event.data, event.message_finished)
+            elif isinstance(event, BytesMessage):
+                payload = codec.binary(bytes(event.data), event.message_finished)
+            elif isinstance(event, CloseConnection):
+                self._on_close(event)
+            elif isinstance(event, Ping):
+                out.append(self._ws.send(event.response()))
+                continue
+            elif isinstance(event, AcceptConnection):
+                self._log.debug("WebSocket upgrade accepted")
+                continue
+            elif isinstance(event, RejectConnection):
+                raise ConnectionRejected(event)
+            elif isinstance(event, RejectData):
+                self._rejected_body += event.data
+                if event.body_finished:
+                    body = bytes(self._rejected_body)
+                    self._rejected_body.clear()
+                    raise RejectedConnectionData(body)
+                continue
+            else:
+                continue
+            if payload is None:
+                continue
+            if type(payload) is not dict:
+                raise RemoteProtocolError(f"gateway payload is not an object: {payload!r:.80}")
+            if payload.get("op") == 0:
+                self._on_dispatch(payload)
+            else:
+                self._on_control(payload, out, now)
+
+    def _on_close(self, event: CloseConnection) -> None:
+        ws_state = self._ws.state
+        if ws_state is ConnectionState.OPEN:
+            # wsproto reports a framing error as a close it wants us to send.
+            raise RemoteProtocolError(f"invalid WebSocket frame: {event.reason}")
+        peer_closed = ws_state is ConnectionState.REMOTE_CLOSING
+        reply = self._ws.send(event.response()) if peer_closed else None
+        code = event.code
+        self._log.info("WebSocket closed: %s %s", int(code), event.reason or "")
+        self._connection_ended(int(code), peer_closed=peer_closed or self._close_sent_code is None)
+        raise CloseDiscordConnection(reply, int(code), event.reason or None)
+
+    def _on_dispatch(self, payload: dict[str, Any]) -> None:
+        # Hot path: no Machine, no clock. spec 6: remember the last non-null s.
+        name = payload.get("t")
+        if type(name) is not str:
+            raise RemoteProtocolError(f"dispatch without an event name: {payload!r:.80}")
+        seq = payload.get("s")
+        if seq is not None:
+            if type(seq) is not int:
+                raise RemoteProtocolError(f"dispatch sequence is not an integer: {seq!r:.40}")
+            last = self.sequence
+            if last is not None and seq <= last:
+                # A replay overlapping what we already delivered: never twice.
+                self._log.warning("dropping duplicate dispatch s=%d (last was %d)", seq, last)
+                return
+            self.sequence = seq
+        if name == "READY" or name == "RESUMED":
+            self._on_session_dispatch(payload, name, seq)
+            return
+        self._events.append(Dispatch(name, seq, payload.get("d"), payload))
+
+    def _on_session_dispatch(self, payload: dict[str, Any], name: str, seq: int | None) -> None:
+        data = payload.get("d")
+        if name == "READY":
+            if type(data) is not dict or not isinstance(data.get("session_id"), str):
+                raise RemoteProtocolError("READY without a session_id")
+            if self._lifecycle.state is not State.IDENTIFYING:
+                raise RemoteProtocolError(f"READY in state {self._lifecycle.state.value!r}")
+            resume_url = data.get("resume_gateway_url")
+            if resume_url is not None:
+                try:
+                    _parse_gateway_url(resume_url, "resume_gateway_url")
+                except ConfigurationError as exc:
+                    self._log.warning("ignoring READY's resume_gateway_url: %s", exc)
+                    resume_url = None
+            self._lifecycle.fire(Trigger.READY_RECEIVED)
+            self.session_id = data["session_id"]
+            self.resume_gateway_url = resume_url  # spec 22
+            self._attempts = 0
+            self._resume_failures = 0
+            self._events.append(Ready(name, seq, data, payload, data["session_id"], resume_url))
+            return
+        if self._lifecycle.state is not State.RESUMING:
+            raise RemoteProtocolError(f"RESUMED in state {self._lifecycle.state.value!r}")
+        self._lifecycle.fire(Trigger.RESUMED_RECEIVED)
+        self._attempts = 0
+        self._resume_failures = 0
+        self._resume_attempt = False
+        # spec 24: RESUMED carries no new URL; keep resume_gateway_url.
+        self._events.append(Resumed(name, seq, data, payload))
+
+    def _on_control(self, payload: dict[str, Any], out: list[bytes], now: float | None) -> None:
+        op = payload.get("op")
+        state = self._lifecycle.state
+        if op == Opcode.HEARTBEAT_ACK:
+            self._ack_pending = False
+            latency = None
+            if self._last_heartbeat_sent is not None:
+                latency = self._now(now) - self._last_heartbeat_sent
+                self._latencies.append(latency)
+                self._last_heartbeat_sent = None
+            if self.dispatch_handled:
+                self._events.append(HeartbeatAck(latency, payload))
+        elif op == Opcode.HEARTBEAT:
+            # spec 12: answer at once, without waiting for the interval.
+            if state in HEARTBEAT_STATES:
+                out.append(self._send_heartbeat(self._now(now), expect_ack=False))
+            else:
+                self._log.debug("ignoring a heartbeat request in state %s", state.value)
+            if self.dispatch_handled:
+                self._events.append(HeartbeatRequest(payload))
+        elif op == Opcode.HELLO:
+            self._on_hello(payload, now)
+        elif op == Opcode.RECONNECT:
+            # spec 16, 25: may come at any point, even instead of HELLO.
+            if state in OPEN_STATES:
+                out.append(
+                    self._start_close(RESUMABLE_CLOSE_CODE, "reconnect requested", self._now(now))
+                )
+            if self.dispatch_handled:
+                self._events.append(Reconnect(payload))
+        elif op == Opcode.INVALID_SESSION:
+            resumable = payload.get("d") is True
+            if not resumable:
+                # spec 28: a new session, after a random 1-5 s wait.
+                self._drop_session()
+                self._invalid_session_wait = self._rng.uniform(*INVALID_SESSION_WAIT)
+            if state in OPEN_STATES:
+                out.append(
+                    self._start_close(RESUMABLE_CLOSE_CODE, "invalid session", self._now(now))
+                )
+            if self.dispatch_handled:
+                self._events.append(InvalidSession(resumable, payload))
+        else:
+            # spec 7: unknown opcodes are logged, never fatal.
+            self._log.warning("ignoring a message with unknown opcode %r", op)
+            if self.dispatch_handled:
+                self._events.append(UnknownMessage(op, payload))
+
+    def _on_hello(self, payload: dict[str, Any], now: float | None) -> None:
+        data = payload.get("d")
+        interval = data.get("heartbeat_interval") if type(data) is dict else None
+        if type(interval) not in (int, float) or not interval > 0:  # type: ignore[operator]
+            raise RemoteProtocolError(f"HELLO without a valid heartbeat_interval: {data!r:.80}")
+        if self._lifecycle.state is not State.CONNECTING:
+            self._log.warning("ignoring a second HELLO in state %s", self._lifecycle.state.value)
+            return
+        self._lifecycle.fire(Trigger.HELLO_RECEIVED)
+        now = self._now(now)
+        self.heartbeat_interval = interval / 1000  # type: ignore[operator]
+        # spec 10: first heartbeat after interval * jitter, jitter in [0, 1).
+        self._next_heartbeat = now + self.heartbeat_interval * self._rng.random()
+        self._ack_pending = False  # spec 14: a stale flag would loop on 4000
+        self._last_heartbeat_sent = None
+        self._events.append(Hello(self.heartbeat_interval, payload))
+
+
+def _identify_data(
+    *,
+    token: str,
+    intents: int,
+    properties: dict[str, Any] | None,
+    compress: bool,
+    large_threshold: int | None,
+    shard: tuple[int, int] | list[int] | None,
+    presence: dict[str, Any] | None,
+) -> dict[str, Any]:
+    import sys
+
+    if not isinstance(token, str) or not token:
+        raise InvalidCommand("token must be a non-empty string")
+    if type(intents) is not int or intents < 0:
+        raise InvalidCommand(f"intents must be a non-negative int, not {intents!r}")
+    if properties is None:
+        properties = {"os": sys.platform, "browser": "discord-gateway", "device": "discord-gateway"}
+    data: dict[str, Any] = {"token": token, "intents": intents, "properties": properties}
+    if compress:
+        data["compress"] = True
+    if large_threshold is not None:
+        if type(large_threshold) is not int or not 50 <= large_threshold <= 250:
+            raise InvalidCommand(
+                f"large_threshold must be 50..250 (spec 17), not {large_threshold!r}"
+            )
+        data["large_threshold"] = large_threshold
+    if shard is not None:
+        if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+            raise InvalidCommand(
+                f"shard must be (shard_id, num_shards) with 0 <= id < num, not {shard!r}"
+            )
+        data["shard"] = [int(shard[0]), int(shard[1])]
+    if presence is not None:
+        data["presence"] = presence
+    return data

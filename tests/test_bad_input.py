@@ -1,0 +1,137 @@
+"""Bad input gets a precise exception, never a crash deep in a dependency.
+
+After a RemoteProtocolError the connection is closing with a resumable code.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from peer import Link
+
+from discord_gateway import (
+    CloseDiscordConnection,
+    PayloadTooLarge,
+    RemoteProtocolError,
+    State,
+)
+
+
+def ready_link(**kwargs: object) -> Link:
+    link = Link(**kwargs)  # type: ignore[arg-type]
+    link.hello()
+    link.identify()
+    link.ready()
+    link.dispatch(2)
+    link.events()
+    return link
+
+
+def assert_closing_resumably(link: Link, err: RemoteProtocolError) -> None:
+    assert link.conn.state is State.CLOSING
+    reply = link.peer.feed(err.data)
+    assert link.peer.received[-1] == ("close", 4000)
+    with pytest.raises(CloseDiscordConnection):
+        link.conn.receive(reply)
+    assert link.conn.state is State.RECONNECTING
+    assert link.conn.should_resume
+    assert link.conn.sequence == 2  # nothing was skipped
+
+
+@pytest.mark.parametrize(
+    ("frame", "match"),
+    [
+        ('{"op": 0, "s": 3', "malformed JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"op": 0, "s": "3", "t": "X", "d": {}}', "sequence is not an integer"),
+        ('{"op": 0, "s": 3, "d": {}}', "without an event name"),
+        ('{"op": 10, "d": {"heartbeat_interval": -5}}', "heartbeat_interval"),
+    ],
+)
+def test_bad_json_payloads(frame: str, match: str) -> None:
+    link = ready_link()
+    with pytest.raises(RemoteProtocolError, match=match) as info:
+        link.conn.receive(link.peer.send(frame))
+    assert_closing_resumably(link, info.value)
+
+
+def test_bad_zlib_data() -> None:
+    link = ready_link(compress="zlib-stream")
+    with pytest.raises(RemoteProtocolError, match="corrupt zlib-stream") as info:
+        link.conn.receive(link.peer.send(b"\x00garbage\x00\x00\xff\xff"))
+    assert_closing_resumably(link, info.value)
+
+
+def test_zlib_message_without_suffix_is_buffered_until_it_comes() -> None:
+    # spec 34, 58: a message may span frames; only the suffix ends it.
+    link = ready_link(compress="zlib-stream")
+    deflate = link.peer._deflate
+    raw = b'{"op":0,"s":3,"t":"X","d":{}}'
+    body = deflate.compress(raw) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    assert link.conn.receive(link.peer.send(body[:-4])) == []
+    assert link.events() == []
+    link.conn.receive(link.peer.send(body[-4:]))
+    assert [e.seq for e in link.events()] == [3]
+
+
+def test_compressed_message_without_suffix_cannot_grow_forever() -> None:
+    link = ready_link(compress="zlib-stream", max_payload_size=4096)
+    deflate = link.peer._deflate
+    big = deflate.compress(b"x" * 10_000) + deflate.flush(zlib.Z_FULL_FLUSH)[:-4]
+    with pytest.raises(PayloadTooLarge) as info:
+        link.conn.receive(link.peer.send(big))
+    assert link.conn.state is State.CLOSING
+    assert info.value.data
+
+
+@pytest.mark.parametrize("compress", [None, "zlib-stream"])
+def test_payload_over_the_cap(compress: str | None) -> None:
+    link = ready_link(compress=compress, max_payload_size=4096)
+    with pytest.raises(PayloadTooLarge):
+        link.server({"op": 0, "s": 3, "t": "X", "d": "y" * 5000})
+    assert link.conn.state is State.CLOSING
+
+
+def test_payload_compressed_binary_frame_over_the_cap() -> None:
+    link = ready_link(max_payload_size=4096)
+    with pytest.raises(PayloadTooLarge):
+        link.conn.receive(link.peer.send(zlib.compress(b"[" + b"1," * 5000 + b"1]")))
+
+
+def test_truncated_payload_compression() -> None:
+    link = ready_link()
+    with pytest.raises(RemoteProtocolError, match="truncated"):
+        link.conn.receive(link.peer.send(zlib.compress(b'{"op":11}')[:-3]))
+
+
+def test_binary_json_frame_that_is_not_zlib() -> None:
+    link = ready_link()
+    with pytest.raises(RemoteProtocolError, match="malformed JSON"):
+        link.conn.receive(link.peer.send(b"\x83\x01\x02"))
+
+
+def test_invalid_websocket_framing() -> None:
+    link = ready_link()
+    # A reserved opcode (0x3): wsproto reports a protocol error.
+    with pytest.raises(RemoteProtocolError, match="invalid WebSocket frame") as info:
+        link.conn.receive(b"\x83\x00")
+    assert link.conn.state is State.CLOSING
+    assert info.value.data
+
+
+def test_garbage_while_closing_is_logged_not_raised() -> None:
+    link = ready_link()
+    link.conn.close(4000)
+    assert link.conn.receive(link.peer.send('{"broken')) == []
+    assert link.conn.state is State.CLOSING
+
+
+def test_bad_http_upgrade_response() -> None:
+    from discord_gateway import DiscordConnection
+
+    conn = DiscordConnection("wss://g")
+    conn.connect()
+    with pytest.raises(RemoteProtocolError, match="upgrade"):
+        conn.receive(b"NOT HTTP AT ALL\r\n\r\n")
+    assert conn.state is State.RECONNECTING

@@ -1,0 +1,172 @@
+"""Time as an input: next_deadline() / handle_timer(now), and the 0.4.0 heartbeat()."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from peer import Link
+
+from discord_gateway import CloseDiscordConnection, DiscordConnection, State
+from discord_gateway.connection import CLOSE_TIMEOUT
+
+
+def hello_link(interval_ms: int = 10_000, seed: int = 1) -> Link:
+    conn = DiscordConnection("wss://g", rng=random.Random(seed), clock=_no_clock)
+    link = Link(conn)
+    link.now = 100.0
+    link.hello(interval_ms)
+    return link
+
+
+def _no_clock() -> float:
+    raise AssertionError("the core read the clock although it was given `now`")
+
+
+def fire(link: Link, now: float) -> list[bytes]:
+    link.now = now
+    out = link.conn.handle_timer(now)
+    for chunk in out:
+        link.client(chunk)
+    return out
+
+
+def test_no_deadline_before_hello() -> None:
+    conn = DiscordConnection("wss://g")
+    assert conn.next_deadline() is None
+    assert conn.handle_timer(0.0) == []
+    conn.connect()
+    assert conn.next_deadline() is None
+
+
+def test_first_heartbeat_is_jittered_then_every_interval() -> None:
+    link = hello_link(10_000, seed=5)
+    expected_jitter = random.Random(5).random()
+    first = link.conn.next_deadline()
+    assert first == pytest.approx(100.0 + 10.0 * expected_jitter)  # spec 10
+    assert fire(link, first - 0.001) == []  # not yet due
+    assert len(fire(link, first)) == 1
+    assert link.peer.received[-1] == {"op": 1, "d": None}  # spec 11: null before any s
+    link.server({"op": 11})
+    assert link.conn.next_deadline() == pytest.approx(first + 10.0)
+
+
+def test_heartbeats_carry_the_last_sequence() -> None:
+    link = hello_link()
+    link.identify()
+    link.ready(seq=1)
+    link.dispatch(2)
+    link.dispatch(5)
+    fire(link, link.conn.next_deadline() or 0)
+    assert link.peer.received[-1] == {"op": 1, "d": 5}
+
+
+def test_zombie_connection_is_closed_resumably_within_one_interval() -> None:
+    # spec 13: no ACK between two heartbeats -> close with a non-1000/1001 code.
+    link = hello_link(10_000)
+    link.identify()
+    link.ready()
+    first = link.conn.next_deadline()
+    assert first is not None
+    fire(link, first)  # heartbeat, never acknowledged
+    second = link.conn.next_deadline()
+    assert second == pytest.approx(first + 10.0)
+    fire(link, second)
+    assert link.peer.received[-1] == ("close", 4000)
+    assert link.closed is not None  # the peer answered
+    assert link.conn.state is State.RECONNECTING
+    assert link.conn.should_resume
+
+
+def test_a_late_timer_does_not_burst() -> None:
+    link = hello_link(10_000)
+    first = link.conn.next_deadline()
+    assert first is not None
+    fire(link, first + 35.0)  # the event loop was blocked for 3.5 intervals
+    assert link.conn.next_deadline() == pytest.approx(first + 45.0)
+
+
+def test_ack_state_is_reset_by_every_hello() -> None:
+    # spec 14: a stale "unacked" flag from the last connection loops on 4000.
+    link = hello_link(10_000)
+    fire(link, link.conn.next_deadline() or 0)
+    assert not link.conn.acknowledged
+    with pytest.raises(CloseDiscordConnection):
+        link.conn.receive(None, now=link.now)
+    link.conn.reconnect()
+    again = Link(link.conn)
+    again.now = 200.0
+    again.hello(10_000)
+    assert link.conn.acknowledged
+    assert len(fire(again, link.conn.next_deadline() or 0)) == 1
+    assert again.peer.received[-1]["op"] == 1
+
+
+def test_heartbeat_request_is_answered_at_once() -> None:
+    link = hello_link()
+    link.identify()
+    out = link.server({"op": 1, "d": None})  # spec 12
+    assert len(out) == 1
+    assert link.peer.received[-1] == {"op": 1, "d": None}
+    # it does not count as an unacknowledged heartbeat
+    assert link.conn.acknowledged
+
+
+def test_latency_from_the_ack() -> None:
+    link = hello_link()
+    assert link.conn.latency is None
+    due = link.conn.next_deadline() or 0
+    fire(link, due)
+    link.now = due + 0.25
+    link.server({"op": 11})
+    assert link.conn.latency == pytest.approx(0.25)
+
+
+def test_close_handshake_times_out_on_a_dead_peer() -> None:
+    link = hello_link()
+    link.identify()
+    link.ready()
+    link.conn.close(4000, now=link.now)
+    deadline = link.conn.next_deadline()
+    assert deadline is not None
+    assert link.conn.handle_timer(deadline - 0.01) == []
+    with pytest.raises(CloseDiscordConnection) as info:
+        link.conn.handle_timer(deadline)
+    assert info.value.code == 1006
+    assert link.conn.state is State.RECONNECTING
+    assert link.conn.should_resume
+    assert CLOSE_TIMEOUT > 0
+
+
+def test_no_heartbeat_while_closing() -> None:
+    link = hello_link()
+    due = link.conn.next_deadline() or 0
+    link.conn.close(4000, now=link.now)
+    assert link.conn.handle_timer(min(due, (link.conn.next_deadline() or 0) - 0.001)) == []
+
+
+def test_manual_heartbeat_0_4_0_style() -> None:
+    link = hello_link()
+    link.client(link.conn.heartbeat(now=1.0))
+    assert link.peer.received[-1] == {"op": 1, "d": None}
+    assert not link.conn.acknowledged
+    # A second one without an ACK is the zombie close, as in 0.4.0.
+    frame = link.conn.heartbeat(now=2.0)
+    assert link.conn.state is State.CLOSING
+    link.client(frame)
+    assert ("close", 4000) in link.peer.received
+
+
+def test_manual_heartbeat_without_ack_expectation() -> None:
+    link = hello_link()
+    link.client(link.conn.heartbeat(acknowledge=False, now=1.0))
+    assert link.conn.acknowledged
+
+
+def test_clock_is_read_when_no_now_is_given() -> None:
+    ticks = iter([50.0, 51.0, 52.0, 53.0])
+    conn = DiscordConnection("wss://g", rng=random.Random(0), clock=lambda: next(ticks))
+    link = Link(conn)
+    link.conn.receive(link.peer.send({"op": 10, "d": {"heartbeat_interval": 1000}}))
+    deadline = conn.next_deadline()
+    assert deadline is not None and 50.0 <= deadline <= 51.0

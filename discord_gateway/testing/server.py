@@ -941,8 +941,7 @@ class GatewayServer:
         elif isinstance(fault, _f.ResetConnection):
             self._abort(now)
         elif isinstance(fault, _f.Stall):
-            self.stalled = True
-            self._out.clear()
+            self.stalled = True  # what was already written still goes out
             logger.info("connection #%d: stalled", self.index)
         elif isinstance(fault, _f.SendMalformed):
             self._write(TextMessage(data='{"op": 0, "d": {"broken'))

@@ -31,14 +31,18 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--heartbeat-interval", type=int, default=41250, metavar="MS", help="HELLO's interval"
     )
     parser.add_argument(
-        "--session-ttl", type=float, default=120.0, metavar="S",
+        "--session-ttl",
+        type=float,
+        default=120.0,
+        metavar="S",
         help="how long a disconnected session stays resumable",
     )
     parser.add_argument(
         "--token", action="append", help="a token to accept (repeatable; default: a fixed one)"
     )
     parser.add_argument(
-        "--no-privileged-intents", action="store_true",
+        "--no-privileged-intents",
+        action="store_true",
         help="refuse privileged intents with 4014, like an app without them enabled",
     )
     parser.add_argument("--seed", default="0", help="seed for session ids and fault randomness")

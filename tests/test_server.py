@@ -35,9 +35,7 @@ def identified(s: SessionStore, **identify_changes: Any) -> FakeClient:
 def test_hello_is_first_and_carries_the_interval_in_ms() -> None:
     client = FakeClient(store())
     assert client.accepted
-    assert client.payloads == [
-        {"op": HELLO, "d": client.payloads[0]["d"], "s": None, "t": None}
-    ]
+    assert client.payloads == [{"op": HELLO, "d": client.payloads[0]["d"], "s": None, "t": None}]
     assert client.payloads[0]["d"]["heartbeat_interval"] == 10_000
 
 
@@ -408,3 +406,171 @@ def test_config_is_validated() -> None:
     with pytest.raises(ValueError):
         ServerConfig(tokens=frozenset())
     assert dataclasses.replace(ServerConfig(), session_ttl=1.0).session_ttl == 1.0
+
+
+# -- input chopping and determinism --------------------------------------------------------
+
+
+def test_client_bytes_fed_one_at_a_time_give_the_same_result() -> None:
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import Request, TextMessage
+
+    from discord_gateway.codec import json_dumps
+    from discord_gateway.testing import GatewayServer
+
+    whole, chopped = store(guild_ids=()), store(guild_ids=())
+    ws = WSConnection(ConnectionType.CLIENT)
+    a, b = GatewayServer(whole, now=0.0), GatewayServer(chopped, now=0.0)
+    data = ws.send(Request(host="x", target="/?v=10&encoding=json"))
+    a.receive_data(data, 0.0)
+    accept = a.data_to_send()
+    ws.receive_data(b"".join(accept))
+    list(ws.events())
+    messages = ws.send(TextMessage(json_dumps({"op": 1, "d": None}).decode()))
+    messages += ws.send(TextMessage(json_dumps({"op": 2, "d": IDENTIFY}).decode()))
+    a.receive_data(messages, 0.0)
+    data += messages
+    for i in range(len(data)):
+        b.receive_data(data[i : i + 1], 0.0)
+    assert [r.op for r in b.received] == [1, 2]
+    assert b"".join(accept + a.data_to_send()) == b"".join(b.data_to_send())
+
+
+def test_same_seed_same_session_ids_and_splits() -> None:
+    from discord_gateway.testing import ConnectionFaults
+
+    def run(seed: int) -> tuple[str, list[int]]:
+        s = SessionStore(ServerConfig(guild_ids=()), seed=seed)
+        client = FakeClient(s, faults=ConnectionFaults(split_writes=True))
+        client.identify()
+        s.dispatch("X", {"payload": "y" * 50})
+        return client.ready()["session_id"], [len(c) for c in client.server.data_to_send()]
+
+    assert run(3) == run(3)
+    assert run(3)[0] != run(4)[0]
+
+
+def test_garbage_instead_of_an_http_request_resets_the_socket() -> None:
+    from discord_gateway.testing import GatewayServer
+
+    server = GatewayServer(store(), now=0.0)
+    server.receive_data(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 0.0)
+    assert server.aborted and server.state is ConnectionState.CLOSED
+
+
+# -- smaller paths ------------------------------------------------------------------------------
+
+
+def test_an_unanswered_close_frame_is_followed_by_a_reset() -> None:
+    server = FakeClient(store()).server  # never pumped again: a client that is gone
+    server.close(4000, "bye")
+    assert server.state is ConnectionState.CLOSING and server.next_deadline() == 5.0
+    server.handle_timer(4.9)
+    assert not server.aborted
+    server.handle_timer(5.0)
+    assert server.aborted and server.closed_by == "server" and server.close_code == 4000
+
+
+def test_handle_timer_expires_detached_sessions() -> None:
+    s = store(session_ttl=1.0)
+    first = identified(s)
+    first.drop()
+    other = FakeClient(s)
+    other.timer(0.5)
+    assert len(s.sessions) == 1
+    other.timer(1.0)
+    assert s.sessions == {}
+
+
+def test_store_invalidate_makes_the_next_resume_fail() -> None:
+    s = store()
+    first = identified(s)
+    first.drop()
+    s.invalidate(first.ready()["session_id"])
+    s.invalidate("unknown")  # harmless
+    second = FakeClient(s)
+    second.resume(first.ready()["session_id"], 1)
+    assert second.last(INVALID_SESSION)["d"] is False
+
+
+def test_tokens_may_carry_the_bot_prefix() -> None:
+    from tests.gateway_client import DEFAULT_TOKEN
+
+    s = store(guild_ids=())
+    first = identified(s, token="Bot " + DEFAULT_TOKEN)
+    first.drop()
+    second = FakeClient(s)
+    second.op(
+        6, {"token": "Bot " + DEFAULT_TOKEN, "session_id": first.ready()["session_id"], "seq": 1}
+    )
+    assert second.dispatches() == [(2, "RESUMED")]
+
+
+@pytest.mark.parametrize(
+    "d", [{"token": "x", "session_id": 1, "seq": 1}, {"session_id": "s", "seq": "1"}]
+)
+def test_malformed_resume(d: dict[str, Any]) -> None:
+    from tests.gateway_client import DEFAULT_TOKEN
+
+    client = FakeClient(store())
+    client.op(6, {**d, "token": DEFAULT_TOKEN})
+    assert client.close_code == 4002
+
+
+def test_identify_with_a_non_bool_compress_closes_4002() -> None:
+    client = FakeClient(store())
+    client.identify(compress="yes")
+    assert client.close_code == 4002
+
+
+def test_server_dispatch_without_a_session_is_refused() -> None:
+    client = FakeClient(store())
+    assert client.server.dispatch("X", {}) is None
+    assert repr(client.server) == "<GatewayServer #1 awaiting_identify>"
+
+
+def test_http_oddities() -> None:
+    from discord_gateway.testing import GatewayServer
+
+    s = store()
+    post = GatewayServer(s, now=0.0)
+    post.receive_data(b"POST /api/v10/gateway HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+    assert b"".join(post.data_to_send()).startswith(b"HTTP/1.1 405 ")
+    huge = GatewayServer(s, now=0.0)
+    huge.receive_data(b"GET / HTTP/1.1\r\nX: " + b"a" * 20000, 0.0)
+    assert b"".join(huge.data_to_send()).startswith(b"HTTP/1.1 431 ")
+    split = GatewayServer(s, now=0.0)
+    split.receive_data(b"GET /api/v9/gateway HTTP/1.1\r\n", 0.0)
+    assert split.data_to_send() == []
+    split.receive_data(b"Host: x\r\n\r\n", 0.0)
+    assert b'{"url":"ws://127.0.0.1/"}' in b"".join(split.data_to_send())
+
+
+def test_ping_is_answered_and_a_bad_frame_closes_4002() -> None:
+    from wsproto.events import Ping
+
+    client = FakeClient(store())
+    client.server.receive_data(client.ws.send(Ping(b"hi")), 0.0)
+    assert client.server.data_to_send()  # the pong
+    client.server.receive_data(b"\x8f\x80\x00\x00\x00\x00", 0.0)  # reserved opcode 0xF
+    assert client.server.close_code == 4002
+
+
+def test_corrupt_zstd_breaks_the_clients_decompressor() -> None:
+    from discord_gateway.errors import RemoteProtocolError
+    from discord_gateway.testing import CorruptCompressed
+
+    client = FakeClient(
+        store(), query="v=10&encoding=json&compress=zstd-stream", compress="zstd-stream"
+    )
+    client.server.inject(CorruptCompressed())
+    with pytest.raises(RemoteProtocolError):
+        client.pump()
+
+
+def test_faults_are_validated() -> None:
+    from discord_gateway.testing import ConnectionFaults
+
+    for bad in ({"drop_heartbeat_acks": 2.0}, {"heartbeat_ack_delay": -1.0}, {"split_messages": 0}):
+        with pytest.raises(ValueError):
+            ConnectionFaults(**bad)  # type: ignore[arg-type]

@@ -111,8 +111,12 @@ def test_a_bot_identifies_gets_pushed_dispatches_and_sees_a_reset() -> None:
             client.send(client.conn.identify(token=gateway.token, intents=1))
             await client.until(lambda: any(isinstance(e, Ready) for e in client.events))
             assert gateway.dispatch("MESSAGE_CREATE", {"content": "hi"}) == [2]
-            await client.until(lambda: isinstance(client.events[-1], Dispatch)
-                               and client.events[-1].name == "MESSAGE_CREATE")
+            await client.until(
+                lambda: (
+                    isinstance(client.events[-1], Dispatch)
+                    and client.events[-1].name == "MESSAGE_CREATE"
+                )
+            )
             gateway.inject(ResetConnection())
             await client.until(lambda: False)
             assert client.closed is not None and client.closed.code == 1006  # spec 53

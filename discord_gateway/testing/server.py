@@ -34,6 +34,7 @@ from typing import Any, TypeGuard
 from urllib.parse import parse_qs, urlsplit
 
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState as WsState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -212,9 +213,7 @@ class SessionStore:
 
     # -- sessions ------------------------------------------------------------
 
-    def create_session(
-        self, token: str, intents: int, shard: tuple[int, int] | None
-    ) -> Session:
+    def create_session(self, token: str, intents: int, shard: tuple[int, int] | None) -> Session:
         session_id = f"{self._rng.getrandbits(128):032x}"
         session = Session(session_id, token, intents, shard)
         session.log = deque(maxlen=self.config.replay_limit)
@@ -865,6 +864,9 @@ class GatewayServer:
         if self.state is ConnectionState.CLOSING:  # the answer to our close frame
             self.state = ConnectionState.CLOSED
             return
+        if self._ws.state is WsState.OPEN:
+            # wsproto reports a broken frame as a close it wants us to send.
+            self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
         self.close_code, self.close_reason, self.closed_by = event.code, event.reason, "client"
         with contextlib.suppress(WsLocalProtocolError):  # wsproto may have closed already
             self._out.append(self._ws.send(event.response()))
@@ -1007,4 +1009,3 @@ class GatewayServer:
         if self.stalled:
             return
         self._out.append(self._ws.send(event))
-

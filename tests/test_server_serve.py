@@ -213,3 +213,53 @@ def test_cli_diagram_prints_the_mermaid_table() -> None:
     ).stdout
     assert out == mermaid_diagram()
     assert callable(main)
+
+
+def test_docs_example_reconnect_and_resume_over_tcp() -> None:
+    """The asyncio example of docs/local-server.md, with a real reconnecting bot."""
+    from discord_gateway.testing import AfterDispatches, SendReconnect
+
+    async def bot(gateway: LocalGateway, seen: list[Dispatch]) -> None:
+        conn = DiscordConnection(gateway.url)
+        while True:
+            host, port = conn.destination
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(conn.connect())
+            try:
+                while True:
+                    data = await reader.read(65536)
+                    for chunk in conn.receive(data):
+                        writer.write(chunk)
+                    for event in conn.events():
+                        if isinstance(event, Hello):
+                            writer.write(
+                                conn.resume(gateway.token)
+                                if conn.should_resume
+                                else conn.identify(token=gateway.token, intents=1)
+                            )
+                        elif isinstance(event, Dispatch):
+                            seen.append(event)
+            except CloseDiscordConnection as closed:
+                if closed.data:
+                    writer.write(closed.data)
+                writer.close()
+            await asyncio.sleep(conn.reconnect())
+
+    async def main() -> None:
+        script = ConnectionFaults(script=((AfterDispatches(3), SendReconnect()),))
+        async with serve(config(), faults=[script]) as gateway:
+            seen: list[Dispatch] = []
+            task = asyncio.ensure_future(bot(gateway, seen))
+            await gateway.wait_for(lambda: bool(gateway.store.sessions))
+            for n in range(5):
+                gateway.dispatch("MESSAGE_CREATE", {"content": "hi", "n": n})
+            await gateway.wait_for(lambda: len(gateway.connections) == 2)
+            assert gateway.connections[0].close_code == 4000  # the bot left on op 7
+            await gateway.wait_for(lambda: bool(gateway.connections[1].received))
+            assert gateway.connections[1].received[0].op == 6  # ... and resumed
+            await gateway.wait_for(lambda: [e.name for e in seen][-1:] == ["RESUMED"])
+            task.cancel()
+            assert [e.data["n"] for e in seen if e.name == "MESSAGE_CREATE"] == list(range(5))
+            assert [e.seq for e in seen] == list(range(1, 8))
+
+    run(main())

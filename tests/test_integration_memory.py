@@ -14,6 +14,8 @@ import random
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from discord_gateway import (
     CloseDiscordConnection,
@@ -391,3 +393,57 @@ def test_fatal_closes_stop_the_client(code: int) -> None:
     bot.advance(100)
     assert bot.closes == [code]
     assert len(bot.servers) == 1 and not bot.client.should_reconnect()  # spec 31
+
+
+# -- property: whatever resumable trouble happens, every dispatch arrives exactly once ----------
+
+RESUMABLE_FAULTS = [
+    SendReconnect(),
+    Close(4000),
+    Close(1000),
+    Close(1001),
+    ResetConnection(),
+    SendInvalidSession(resumable=True),
+    SendMalformed(),
+    CorruptCompressed(),
+    SendHeartbeatRequest(),
+    Stall(),
+]
+
+
+@given(
+    compress=st.sampled_from([None, "zlib-stream", "zstd-stream"]),
+    actions=st.lists(
+        st.one_of(
+            st.tuples(st.just("push"), st.integers(1, 4)),
+            st.tuples(st.just("fault"), st.sampled_from(RESUMABLE_FAULTS)),
+            st.tuples(st.just("wait"), st.floats(0.0, 3 * INTERVAL)),
+        ),
+        max_size=12,
+    ),
+)
+@settings(max_examples=60, deadline=None)
+def test_every_dispatch_arrives_exactly_once(
+    compress: str | None, actions: list[tuple[str, object]]
+) -> None:
+    store = new_store()
+    bot = Bot(store, compress=compress)
+    pushed = 0
+    for kind, arg in actions:
+        if kind == "push":
+            assert isinstance(arg, int)
+            bot.push(arg, start=pushed)
+            pushed += arg
+        elif kind == "fault":
+            server = bot.server
+            if server is not None and server.state is ConnectionState.CONNECTED:
+                server.inject(arg)  # type: ignore[arg-type]
+                bot.pump()
+        else:
+            assert isinstance(arg, float)
+            bot.advance(bot.now + arg)
+    bot.advance(bot.now + 10 * INTERVAL)  # let any reconnect finish
+    assert bot.client.state is State.READY
+    assert sum(isinstance(e, Ready) for e in bot.events) == 1  # never a new session
+    assert bot.messages() == list(range(pushed))
+    assert_exactly_once(bot)

@@ -50,6 +50,7 @@ class FakeClient:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.binary_messages = 0
+        self.unfinished_frames = 0  # frames that did not end their message
         self.now = now
         self.server.receive_data(self.ws.send(Request(host="127.0.0.1", target="/?" + query)), now)
         self.pump()
@@ -69,11 +70,14 @@ class FakeClient:
                     self.accepted = True
                 elif isinstance(event, RejectConnection):
                     self.rejected = event
-                elif isinstance(event, TextMessage):
-                    self._got(self.codec.text(event.data, event.message_finished))
-                elif isinstance(event, BytesMessage):
-                    self.binary_messages += 1
-                    self._got(self.codec.binary(bytes(event.data), event.message_finished))
+                elif isinstance(event, (TextMessage, BytesMessage)):
+                    if not event.message_finished:
+                        self.unfinished_frames += 1
+                    if isinstance(event, TextMessage):
+                        self._got(self.codec.text(event.data, event.message_finished))
+                    else:
+                        self.binary_messages += event.message_finished
+                        self._got(self.codec.binary(bytes(event.data), event.message_finished))
                 elif isinstance(event, CloseConnection):
                     self.close_code, self.close_reason = event.code, event.reason
                     if self.ws.state is WsState.REMOTE_CLOSING:  # not the echo of ours

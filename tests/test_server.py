@@ -574,3 +574,41 @@ def test_faults_are_validated() -> None:
     for bad in ({"drop_heartbeat_acks": 2.0}, {"heartbeat_ack_delay": -1.0}, {"split_messages": 0}):
         with pytest.raises(ValueError):
             ConnectionFaults(**bad)  # type: ignore[arg-type]
+
+
+def test_fragmented_frames_are_reassembled_by_the_client() -> None:
+    from discord_gateway.testing import ConnectionFaults
+
+    for query, compress in (("v=10", None), ("v=10&compress=zlib-stream", "zlib-stream")):
+        client = FakeClient(
+            store(), query=query, compress=compress, faults=ConnectionFaults(fragment_frames=4)
+        )
+        client.identify()
+        assert client.dispatches()[0] == (1, "READY")
+        assert client.unfinished_frames >= 3 * len(client.payloads) > 0
+
+
+def test_identify_concurrency_is_enforced_when_asked() -> None:
+    s = store(enforce_identify_concurrency=True, max_concurrency=2, guild_ids=())
+    first = identified(s, shard=[0, 4])
+    second = identified(s, shard=[1, 4])  # another bucket: fine
+    third = identified(s, shard=[2, 4])  # bucket 0 again within 5 s
+    assert first.dispatches() == second.dispatches() == [(1, "READY")]
+    assert third.last(INVALID_SESSION)["d"] is False and third.dispatches() == []
+    fourth = FakeClient(s, now=5.0)
+    fourth.identify(shard=[2, 4])
+    assert fourth.dispatches() == [(1, "READY")]
+
+
+def test_at_time_faults_fire_from_the_timer() -> None:
+    from discord_gateway.testing import AtTime, ConnectionFaults, SendReconnect
+
+    client = FakeClient(
+        store(), now=100.0, faults=ConnectionFaults(script=((AtTime(3.0), SendReconnect()),))
+    )
+    assert client.server.next_deadline() == 103.0
+    client.timer(102.9)
+    assert 7 not in client.ops()
+    client.timer(103.0)
+    assert client.ops()[-1] == 7
+    assert client.server.next_deadline() == 100.0 + 10.0 + 2.0  # only the heartbeat timeout

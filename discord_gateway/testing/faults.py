@@ -144,6 +144,8 @@ class ConnectionFaults:
     (``data_to_send()`` returns several chunks; write them one by one).
     ``split_messages``: with ``zlib-stream``, spread each compressed message over
     up to this many WebSocket messages (spec 34, 58).
+    ``fragment_frames``: send each WebSocket message as up to this many frames
+    (continuation frames, RFC 6455 section 5.4).
     """
 
     script: tuple[tuple[Trigger, Fault], ...] = ()
@@ -152,6 +154,7 @@ class ConnectionFaults:
     reconnect_instead_of_hello: bool = False
     split_writes: bool = False
     split_messages: int = 1
+    fragment_frames: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.drop_heartbeat_acks <= 1.0:
@@ -160,3 +163,5 @@ class ConnectionFaults:
             raise ValueError("heartbeat_ack_delay must not be negative")
         if self.split_messages < 1:
             raise ValueError("split_messages must be at least 1")
+        if self.fragment_frames < 1:
+            raise ValueError("fragment_frames must be at least 1")

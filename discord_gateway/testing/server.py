@@ -118,6 +118,9 @@ class ServerConfig:
     (``serve()`` fills them in once it knows its port; ``resume_gateway_url``
     defaults to ``url``). ``allowed_intents`` is which privileged intents the
     "application" has enabled (spec 19; all by default).
+    ``enforce_identify_concurrency`` answers a second IDENTIFY in the same
+    ``shard_id % max_concurrency`` bucket within 5 s with op 9 (spec 21); off by
+    default so tests can start sessions back to back.
     """
 
     tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
@@ -142,6 +145,7 @@ class ServerConfig:
     max_guilds_per_shard: int = 2500
     recommended_shards: int = 1
     max_concurrency: int = 1
+    enforce_identify_concurrency: bool = False
     session_start_limit: int = 1000
 
     def __post_init__(self) -> None:
@@ -208,6 +212,7 @@ class SessionStore:
         self.sessions: dict[str, Session] = {}
         self.connections: list[GatewayServer] = []
         self.identify_count = 0
+        self._identify_buckets: dict[int, float] = {}  # rate_limit_key -> last IDENTIFY
         self.on_output: Callable[[GatewayServer], None] | None = None
         self._rng = random.Random(f"{seed}/sessions")
 
@@ -220,6 +225,17 @@ class SessionStore:
         self.sessions[session_id] = session
         self.identify_count += 1
         return session
+
+    def identify_allowed(self, shard: tuple[int, int] | None, now: float) -> bool:
+        """spec 21: one IDENTIFY per ``shard_id % max_concurrency`` bucket per 5 s."""
+        if not self.config.enforce_identify_concurrency:
+            return True
+        key = (shard[0] if shard else 0) % self.config.max_concurrency
+        last = self._identify_buckets.get(key)
+        if last is not None and now - last < 5.0:
+            return False
+        self._identify_buckets[key] = now
+        return True
 
     def lookup(self, session_id: str, now: float) -> Session | None:
         """The session, unless it does not exist or has expired (then it is removed)."""
@@ -732,6 +748,10 @@ class GatewayServer:
         assert isinstance(intents, int)
         if intents & PRIVILEGED_INTENTS & ~config.allowed_intents:
             self._close(CloseCode.DISALLOWED_INTENTS, "Disallowed intent(s).", now)
+        if not self.store.identify_allowed(shard, now):
+            # spec 21, 29: over the identify concurrency limit: op 9 d:false.
+            self._send({"op": Opcode.INVALID_SESSION.value, "d": False, "s": None, "t": None})
+            return
         if d.get("compress") and self.compress is None and self.encoding == "json":
             self.payload_compression = True  # spec 36
         session = self.store.create_session(token, intents, shard)
@@ -1008,4 +1028,16 @@ class GatewayServer:
     def _write(self, event: TextMessage | BytesMessage) -> None:
         if self.stalled:
             return
-        self._out.append(self._ws.send(event))
+        frames = self.faults.fragment_frames
+        data = event.data
+        if frames <= 1 or len(data) < 2:
+            self._out.append(self._ws.send(event))
+            return
+        cuts = sorted(self.rng.sample(range(1, len(data)), min(frames - 1, len(data) - 1)))
+        bounds = list(zip([0, *cuts], [*cuts, len(data)], strict=True))
+        for i, (start, end) in enumerate(bounds):
+            finished = i == len(bounds) - 1
+            if isinstance(data, str):
+                self._out.append(self._ws.send(TextMessage(data[start:end], True, finished)))
+            else:
+                self._out.append(self._ws.send(BytesMessage(data[start:end], True, finished)))

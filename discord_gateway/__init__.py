@@ -11,17 +11,26 @@ import logging
 
 from .connection import DEFAULT_API_VERSION, DiscordConnection
 from .errors import (
+    AuthenticationFailed,
     CloseDiscordConnection,
+    CommandQueueFull,
     ConfigurationError,
     ConnectionRejected,
+    DisallowedIntents,
+    GatewayClosed,
     GatewayError,
+    InvalidApiVersion,
     InvalidCommand,
+    InvalidIntents,
+    InvalidShard,
     LocalProtocolError,
     PayloadTooLarge,
     RejectedConnectionData,
     RemoteProtocolError,
+    ShardingRequired,
 )
 from .events import (
+    CommandsDropped,
     Dispatch,
     Event,
     HeartbeatAck,
@@ -37,9 +46,18 @@ from .fsm import State
 from .opcodes import CloseCode, Opcode, should_reconnect
 
 __all__ = (
+    "AuthenticationFailed",
+    "DisallowedIntents",
+    "GatewayClosed",
+    "InvalidApiVersion",
+    "InvalidIntents",
+    "InvalidShard",
+    "ShardingRequired",
     "DEFAULT_API_VERSION",
     "CloseCode",
     "CloseDiscordConnection",
+    "CommandQueueFull",
+    "CommandsDropped",
     "ConfigurationError",
     "ConnectionRejected",
     "Dispatch",

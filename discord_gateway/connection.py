@@ -46,6 +46,7 @@ from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 from .codec import DEFAULT_MAX_PAYLOAD_SIZE, MAX_SEND_SIZE, Codec
 from .errors import (
     CloseDiscordConnection,
+    CommandQueueFull,
     ConfigurationError,
     ConnectionRejected,
     InvalidCommand,
@@ -54,6 +55,7 @@ from .errors import (
     RemoteProtocolError,
 )
 from .events import (
+    CommandsDropped,
     Dispatch,
     Event,
     HeartbeatAck,
@@ -75,6 +77,7 @@ from .opcodes import (
     Opcode,
     close_policy,
 )
+from .ratelimit import CommandRateLimiter
 
 __all__ = ("DEFAULT_API_VERSION", "DiscordConnection")
 
@@ -91,6 +94,8 @@ INVALID_SESSION_WAIT = (1.0, 5.0)
 MAX_RESUME_ATTEMPTS = 3
 #: How long we wait for the gateway to answer our close frame before giving up on it.
 CLOSE_TIMEOUT = 5.0
+#: How long after connect() the upgrade and HELLO may take before we give up.
+HELLO_TIMEOUT = 20.0
 
 _DEFAULT_PORTS = {"wss": 443, "ws": 80}
 _LOG = logging.getLogger("discord_gateway")
@@ -131,6 +136,9 @@ class DiscordConnection:
         dispatch_handled: also yield the events the connection handles itself
             (``HeartbeatAck``, ``HeartbeatRequest``, ``Reconnect``, ``InvalidSession``).
         max_payload_size: cap on one received message after decompression.
+        max_queued_commands: how many commands may wait for the send limit.
+        hello_timeout: seconds from ``connect()`` to HELLO before the attempt is abandoned.
+        close_timeout: seconds to wait for the gateway to answer our close frame.
         rng: randomness for heartbeat and backoff jitter (inject a seeded one in tests).
         clock: the monotonic clock read when a method is given no ``now``.
         logger: where to log; default ``logging.getLogger("discord_gateway")``.
@@ -142,14 +150,20 @@ class DiscordConnection:
         "_clock",
         "_close_deadline",
         "_close_sent_code",
+        "_close_timeout",
         "_codec",
+        "_command_queue",
+        "_command_window",
         "_events",
         "_fatal_code",
+        "_hello_deadline",
+        "_hello_timeout",
         "_invalid_session_wait",
         "_last_heartbeat_sent",
         "_latencies",
         "_lifecycle",
         "_log",
+        "_max_queued_commands",
         "_next_heartbeat",
         "_rejected_body",
         "_resume_attempt",
@@ -182,6 +196,9 @@ class DiscordConnection:
         resume_gateway_url: str | None = None,
         dispatch_handled: bool = False,
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
+        max_queued_commands: int = 1000,
+        hello_timeout: float = HELLO_TIMEOUT,
+        close_timeout: float = CLOSE_TIMEOUT,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
@@ -224,13 +241,24 @@ class DiscordConnection:
         self._invalid_session_wait = 0.0
         self._resume_failures = 0
         self._fatal_code: int | None = None
+        self._command_window = CommandRateLimiter()
+        # Commands over the send limit wait here, encoded, until handle_timer()
+        # releases them; they survive a resume but never a lost session.
+        self._command_queue: deque[tuple[dict[str, Any], str | bytes]] = deque()
+        self._max_queued_commands = max_queued_commands
+        if not (hello_timeout > 0 and close_timeout > 0):
+            raise ConfigurationError("hello_timeout and close_timeout must be positive")
+        self._hello_timeout = hello_timeout
+        self._close_timeout = close_timeout
         self._new_websocket()
 
     def _new_websocket(self) -> None:
         """Per-WebSocket state; the session (and undelivered events) survive it."""
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._codec.reset()
+        self._command_window.reset()  # spec 41: the limit is per connection
         self._upgrade_sent = False
+        self._hello_deadline: float | None = None
         self._resume_attempt = False
         self.heartbeat_interval: float | None = None
         self._next_heartbeat: float | None = None
@@ -334,6 +362,11 @@ class DiscordConnection:
         """False once the gateway closed with a fatal code (4004, 4010-4014)."""
         return self._lifecycle.state is not State.CLOSED
 
+    @property
+    def fatal_close_code(self) -> int | None:
+        """The fatal close code that ended the connection for good, if any."""
+        return self._fatal_code
+
     def events(self) -> Iterator[Event]:
         """Yield (and forget) the events received so far, oldest first."""
         events = self._events
@@ -350,18 +383,33 @@ class DiscordConnection:
         state = self._lifecycle.state
         if state is State.CLOSING:
             return self._close_deadline
-        if state in HEARTBEAT_STATES:
-            return self._next_heartbeat
-        return None
+        if state is State.CONNECTING:
+            return self._hello_deadline
+        if state not in HEARTBEAT_STATES:
+            return None
+        deadline = self._next_heartbeat
+        if self._command_queue and state in SENDING_STATES:
+            release = self._command_window.next_free(self.heartbeat_interval)
+            deadline = release if deadline is None else min(deadline, release)
+        return deadline
 
     def handle_timer(self, now: float | None = None) -> list[bytes]:
-        """Do what is due at ``now``: a heartbeat, or closing a zombie connection.
+        """Do what is due at ``now``: a heartbeat, queued commands, or closing a zombie.
 
-        Raises :class:`CloseDiscordConnection` when the gateway failed to answer
-        our close frame in time: drop the socket and reconnect.
+        Raises :class:`CloseDiscordConnection` (code 1006) when the gateway failed
+        to send HELLO or to answer our close frame in time: drop the socket and
+        reconnect.
         """
         now = self._now(now)
         state = self._lifecycle.state
+        if state is State.CONNECTING:
+            if self._hello_deadline is not None and now >= self._hello_deadline:
+                self._log.warning(
+                    "no HELLO within %s s; abandoning this connection", self._hello_timeout
+                )
+                self._connection_ended(CloseCode.ABNORMAL_CLOSURE, peer_closed=True)
+                raise CloseDiscordConnection(None, CloseCode.ABNORMAL_CLOSURE, "no HELLO in time")
+            return []
         if state is State.CLOSING:
             if self._close_deadline is not None and now >= self._close_deadline:
                 self._log.warning("the gateway did not answer our close frame; dropping it")
@@ -372,13 +420,21 @@ class DiscordConnection:
             return []
         if state not in HEARTBEAT_STATES or self._next_heartbeat is None:
             return []
-        if now < self._next_heartbeat:
-            return []
-        if self._ack_pending:
-            # spec 13: no ACK between two heartbeats: a zombie connection. Close
-            # with a code other than 1000/1001 so the session can be resumed.
-            return [self._start_close(RESUMABLE_CLOSE_CODE, "heartbeat ACK missed", now)]
-        return [self._send_heartbeat(now, expect_ack=True)]
+        out: list[bytes] = []
+        if now >= self._next_heartbeat:
+            if self._ack_pending:
+                # spec 13: no ACK between two heartbeats: a zombie connection. Close
+                # with a code other than 1000/1001 so the session can be resumed.
+                return [self._start_close(RESUMABLE_CLOSE_CODE, "heartbeat ACK missed", now)]
+            out.append(self._send_heartbeat(now, expect_ack=True))
+        if self._command_queue and state in SENDING_STATES:
+            self._release_commands(now, out)
+        return out
+
+    def _release_commands(self, now: float, out: list[bytes]) -> None:
+        queue = self._command_queue
+        while queue and self._command_window.try_acquire(now, self.heartbeat_interval):
+            out.append(self._frame(queue.popleft()[1]))
 
     def _send_heartbeat(self, now: float, *, expect_ack: bool) -> bytes:
         data = self._encode(Opcode.HEARTBEAT, self.sequence)  # spec 11
@@ -416,20 +472,36 @@ class DiscordConnection:
 
     # -- Sending ---------------------------------------------------------------
 
-    def _encode(self, op: Opcode, data: Any) -> bytes:
+    def _serialise(self, op: Opcode, data: Any) -> tuple[dict[str, Any], str | bytes]:
         # spec 8: send only op and d.
-        text_or_bytes, size = self._codec.dumps({"op": int(op), "d": data})
+        payload = {"op": int(op), "d": data}
+        text_or_bytes, size = self._codec.dumps(payload)
         if size > MAX_SEND_SIZE:
             raise InvalidCommand(
                 f"{op.name} payload is {size} bytes; Discord closes with 4002 over "
                 f"{MAX_SEND_SIZE} (spec 42)"
             )
+        return payload, text_or_bytes
+
+    def _frame(self, text_or_bytes: str | bytes) -> bytes:
         if isinstance(text_or_bytes, str):
             return self._ws.send(TextMessage(text_or_bytes))
         return self._ws.send(BytesMessage(text_or_bytes))
 
-    def send_command(self, op: Opcode | int, data: Any) -> bytes:
-        """Encode any command (op 3, 4, 8, 31, 43, ...) after IDENTIFY or RESUME was sent."""
+    def _encode(self, op: Opcode, data: Any) -> bytes:
+        return self._frame(self._serialise(op, data)[1])
+
+    def send_command(self, op: Opcode | int, data: Any, *, now: float | None = None) -> bytes:
+        """Encode a command (op 3, 4, 8, 31, 43, ...) after IDENTIFY or RESUME was sent.
+
+        Commands count against Discord's limit of 120 per 60 s per connection
+        (spec 41), minus the room heartbeats need. Over the limit the command is
+        queued and ``b""`` returned; ``handle_timer()`` sends it when the window
+        allows, and ``next_deadline()`` says when. Queued commands survive a
+        resume; if the session is lost they are dropped with a
+        :class:`CommandsDropped` event. Raises :class:`CommandQueueFull` when
+        ``max_queued_commands`` are already waiting.
+        """
         state = self._lifecycle.state
         if state not in SENDING_STATES:
             raise LocalProtocolError(
@@ -454,10 +526,23 @@ class DiscordConnection:
             Opcode.HEARTBEAT_ACK,
         ):
             raise InvalidCommand(f"{opcode.name} is sent by the gateway, never by a client")
-        return self._encode(opcode, data)
+        payload, text_or_bytes = self._serialise(opcode, data)
+        queue = self._command_queue
+        if not queue and self._command_window.try_acquire(self._now(now), self.heartbeat_interval):
+            return self._frame(text_or_bytes)
+        if len(queue) >= self._max_queued_commands:
+            raise CommandQueueFull(
+                f"{len(queue)} commands already wait for the send limit (spec 41); "
+                "slow down or raise max_queued_commands"
+            )
+        queue.append((payload, text_or_bytes))
+        return b""
 
-    def connect(self) -> bytes:
-        """The HTTP upgrade request for a fresh WebSocket to ``self.url``."""
+    def connect(self, *, now: float | None = None) -> bytes:
+        """The HTTP upgrade request for a fresh WebSocket to ``self.url``.
+
+        HELLO must follow within ``hello_timeout`` (see ``next_deadline()``).
+        """
         state = self._lifecycle.state
         if state is not State.CONNECTING or self._upgrade_sent:
             raise LocalProtocolError(
@@ -470,6 +555,7 @@ class DiscordConnection:
         self._resume_attempt = self.should_resume
         data = self._ws.send(Request(host=host, target=self._request_target(parts)))
         self._upgrade_sent = True
+        self._hello_deadline = self._now(now) + self._hello_timeout
         self._log.debug("connecting to %s", self.url)
         return data
 
@@ -574,7 +660,7 @@ class DiscordConnection:
     def _start_close(self, code: int, reason: str, now: float) -> bytes:
         data = self._ws.send(CloseConnection(code, reason))
         self._close_sent_code = code
-        self._close_deadline = now + CLOSE_TIMEOUT
+        self._close_deadline = now + self._close_timeout
         self._lifecycle.fire(Trigger.CLOSE_SENT)
         self._log.info("closing the connection with %d (%s)", code, reason or "no reason")
         return data
@@ -613,6 +699,13 @@ class DiscordConnection:
         return delay
 
     def _drop_session(self) -> None:
+        if self._command_queue:
+            # Never resend commands meant for one session into another.
+            dropped = tuple(payload for payload, _ in self._command_queue)
+            self._command_queue.clear()
+            self._events.append(
+                CommandsDropped(dropped, "the session was lost", {"op": None, "d": list(dropped)})
+            )
         self.session_id = None
         self.sequence = None
         self.resume_gateway_url = None

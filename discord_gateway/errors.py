@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from wsproto.events import RejectConnection
 
 __all__ = (
+    "AuthenticationFailed",
+    "DisallowedIntents",
+    "GatewayClosed",
+    "InvalidApiVersion",
+    "InvalidIntents",
+    "InvalidShard",
+    "ShardingRequired",
+    "fatal_close_error",
     "CloseDiscordConnection",
+    "CommandQueueFull",
     "ConfigurationError",
     "ConnectionRejected",
     "GatewayError",
@@ -51,6 +60,10 @@ class InvalidCommand(GatewayError, ValueError):
     Discord would answer such a payload by closing the connection (usually
     4002), so we refuse it locally with a message that names the rule.
     """
+
+
+class CommandQueueFull(GatewayError):
+    """Too many commands are already waiting for the send limit; nothing was queued."""
 
 
 class RemoteProtocolError(GatewayError):
@@ -95,6 +108,68 @@ class CloseDiscordConnection(Exception):
         self.code = code
         self.reason = reason
         self.data = data
+
+
+class GatewayClosed(GatewayError):
+    """The gateway closed with a fatal code (spec 31): reconnecting cannot succeed.
+
+    Raised by the adapters; the core only moves to the ``closed`` state. The
+    subclass names the cause; ``code`` and ``reason`` are the close frame's.
+    """
+
+    code: int
+    reason: str | None
+
+    def __init__(self, code: int, reason: str | None = None, meaning: str = "") -> None:
+        text = f"the gateway closed with fatal code {code}"
+        if meaning:
+            text += f" ({meaning})"
+        if reason:
+            text += f": {reason}"
+        super().__init__(text)
+        self.code = code
+        self.reason = reason
+
+
+class AuthenticationFailed(GatewayClosed):
+    """4004: the token is wrong."""
+
+
+class InvalidShard(GatewayClosed):
+    """4010: the shard in IDENTIFY is invalid."""
+
+
+class ShardingRequired(GatewayClosed):
+    """4011: the bot has too many guilds for one shard."""
+
+
+class InvalidApiVersion(GatewayClosed):
+    """4012: the gateway version is not served."""
+
+
+class InvalidIntents(GatewayClosed):
+    """4013: the intents value is invalid."""
+
+
+class DisallowedIntents(GatewayClosed):
+    """4014: a privileged intent is not enabled for this bot."""
+
+
+_FATAL_ERRORS: dict[int, type[GatewayClosed]] = {
+    4004: AuthenticationFailed,
+    4010: InvalidShard,
+    4011: ShardingRequired,
+    4012: InvalidApiVersion,
+    4013: InvalidIntents,
+    4014: DisallowedIntents,
+}
+
+
+def fatal_close_error(code: int, reason: str | None = None) -> GatewayClosed:
+    """The exception that names a fatal close code."""
+    from .opcodes import close_policy
+
+    return _FATAL_ERRORS.get(code, GatewayClosed)(code, reason, close_policy(code).meaning)
 
 
 class ConnectionRejected(GatewayError):

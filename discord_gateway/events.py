@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = (
+    "CommandsDropped",
     "Dispatch",
     "Event",
     "HeartbeatAck",
@@ -108,3 +109,16 @@ class UnknownMessage(Event):
 
     op: Any
     payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class CommandsDropped(Event):
+    """Commands that waited for the send limit were dropped because the session was lost.
+
+    ``commands`` are the ``{"op", "d"}`` payloads, oldest first; they were
+    never sent, and will not be sent into the new session.
+    """
+
+    commands: tuple[Payload, ...]
+    reason: str
+    payload: Payload  # {"op": None, "d": [the commands]}: no gateway message carried it

@@ -121,7 +121,7 @@ class Link:
         self.now = 0.0
         self.closed: CloseDiscordConnection | None = None
         self.peer_replies = b""
-        feed(self.conn, self.peer.accept(self.conn.connect()), now=self.now, split=split)
+        feed(self.conn, self.peer.accept(self.conn.connect(now=self.now)), now=self.now, split=split)
 
     def server(self, *payloads: dict[str, Any] | bytes | str) -> list[bytes]:
         """Send payloads from the server; pass the client's answers back to the peer."""

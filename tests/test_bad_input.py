@@ -8,7 +8,6 @@ from __future__ import annotations
 import zlib
 
 import pytest
-from peer import Link
 
 from discord_gateway import (
     CloseDiscordConnection,
@@ -16,6 +15,8 @@ from discord_gateway import (
     RemoteProtocolError,
     State,
 )
+
+from peer import Link
 
 
 def ready_link(**kwargs: object) -> Link:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from peer import Link, fixture_bytes, fixture_json
 
 from discord_gateway import (
     DiscordConnection,
@@ -16,6 +15,8 @@ from discord_gateway import (
     Resumed,
     State,
 )
+
+from peer import Link, fixture_bytes, fixture_json
 
 SPLITS = [None, 1]
 

@@ -9,12 +9,13 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from peer import Link
 
 from discord_gateway import DiscordConnection, LocalProtocolError, State
 from discord_gateway.fsm import TRANSITIONS, Lifecycle, Trigger, mermaid_diagram
 from discord_gateway.fsm.machine import _MACHINE
 from discord_gateway.fsm.states import transition_table
+
+from peer import Link
 
 ROOT = pathlib.Path(__file__).parent.parent
 TABLE = transition_table()

@@ -7,7 +7,6 @@ import random
 from typing import Any
 
 import pytest
-from peer import Link
 
 from discord_gateway import (
     CloseDiscordConnection,
@@ -25,6 +24,8 @@ from discord_gateway import (
     UnknownMessage,
 )
 from discord_gateway.connection import BACKOFF_BASE, BACKOFF_CAP, MAX_RESUME_ATTEMPTS
+
+from peer import Link
 
 SPLITS = [None, 1, 7]
 
@@ -410,3 +411,27 @@ def test_connection_rejected() -> None:
     with pytest.raises(RejectedConnectionData) as body:
         conn.receive(b"slow")
     assert body.value.data == b"slow"
+
+
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [
+        (4004, "AuthenticationFailed"),
+        (4010, "InvalidShard"),
+        (4011, "ShardingRequired"),
+        (4012, "InvalidApiVersion"),
+        (4013, "InvalidIntents"),
+        (4014, "DisallowedIntents"),
+    ],
+)
+def test_fatal_codes_name_their_cause(code: int, name: str) -> None:
+    import discord_gateway
+    from discord_gateway.errors import fatal_close_error
+
+    link = ready_link()
+    link.deliver(link.peer.close(code, "nope"))
+    assert link.conn.fatal_close_code == code
+    error = fatal_close_error(code, "nope")
+    assert type(error) is getattr(discord_gateway, name)
+    assert isinstance(error, discord_gateway.GatewayClosed)
+    assert str(code) in str(error) and "nope" in str(error)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from peer import Link
 
 from discord_gateway import CloseDiscordConnection, DiscordConnection, State
 from discord_gateway.connection import CLOSE_TIMEOUT
+
+from peer import Link
 
 
 def hello_link(interval_ms: int = 10_000, seed: int = 1) -> Link:
@@ -31,12 +32,17 @@ def fire(link: Link, now: float) -> list[bytes]:
     return out
 
 
-def test_no_deadline_before_hello() -> None:
-    conn = DiscordConnection("wss://g")
+def test_no_heartbeat_before_hello_only_the_hello_timeout() -> None:
+    conn = DiscordConnection("wss://g", hello_timeout=15.0)
     assert conn.next_deadline() is None
     assert conn.handle_timer(0.0) == []
-    conn.connect()
-    assert conn.next_deadline() is None
+    conn.connect(now=100.0)
+    assert conn.next_deadline() == 115.0
+    assert conn.handle_timer(114.9) == []
+    with pytest.raises(CloseDiscordConnection) as info:
+        conn.handle_timer(115.0)
+    assert info.value.code == 1006
+    assert conn.state is State.RECONNECTING
 
 
 def test_first_heartbeat_is_jittered_then_every_interval() -> None:
@@ -168,5 +174,5 @@ def test_clock_is_read_when_no_now_is_given() -> None:
     conn = DiscordConnection("wss://g", rng=random.Random(0), clock=lambda: next(ticks))
     link = Link(conn)
     link.conn.receive(link.peer.send({"op": 10, "d": {"heartbeat_interval": 1000}}))
-    deadline = conn.next_deadline()
+    deadline = conn.next_deadline()  # HELLO read 50.0: first beat within one interval
     assert deadline is not None and 50.0 <= deadline <= 51.0

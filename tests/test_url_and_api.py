@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from peer import Link, Peer
 
 import discord_gateway
 from discord_gateway import (
@@ -16,6 +15,8 @@ from discord_gateway import (
     State,
     should_reconnect,
 )
+
+from peer import Link, Peer
 
 
 def target_of(conn: DiscordConnection) -> str:

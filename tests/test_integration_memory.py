@@ -447,3 +447,19 @@ def test_every_dispatch_arrives_exactly_once(
     assert sum(isinstance(e, Ready) for e in bot.events) == 1  # never a new session
     assert bot.messages() == list(range(pushed))
     assert_exactly_once(bot)
+
+
+def test_the_clients_send_limit_keeps_the_server_from_closing_4008() -> None:
+    store = new_store()
+    bot = Bot(store)
+    presence = {"since": None, "activities": [], "status": "online", "afk": False}
+    for _ in range(300):
+        data = bot.client.send_command(3, presence, now=bot.now)
+        if data:
+            bot.to_server(data)
+    bot.servers[0].inject(SendHeartbeatRequest())  # answers to op 1 count on the server too
+    bot.pump()
+    bot.advance(200.0)
+    server = bot.servers[0]
+    assert server.close_code is None and bot.closes == []  # spec 41: never 4008
+    assert sum(r.op == 3 for r in server.received) == 300  # all of them, eventually

@@ -612,3 +612,18 @@ def test_at_time_faults_fire_from_the_timer() -> None:
     client.timer(103.0)
     assert client.ops()[-1] == 7
     assert client.server.next_deadline() == 100.0 + 10.0 + 2.0  # only the heartbeat timeout
+
+
+def test_payloads_in_flight_after_our_close_frame_are_ignored() -> None:
+    from wsproto.events import TextMessage
+
+    from discord_gateway.codec import json_dumps
+    from discord_gateway.testing import Close
+
+    s = store()
+    client = FakeClient(s)
+    client.server.inject(Close(4000))
+    # The client identifies before it has read our close frame:
+    identify = json_dumps({"op": 2, "d": IDENTIFY}).decode()
+    client.server.receive_data(client.ws.send(TextMessage(data=identify)), 0.0)
+    assert client.server.session is None and s.sessions == {}

@@ -563,6 +563,8 @@ class GatewayServer:
         if isinstance(event, Request):
             self._accept(event, now)
         elif isinstance(event, (TextMessage, BytesMessage)):
+            if self.state is ConnectionState.CLOSING:
+                return  # in flight when we closed: Discord ignores it too
             chunk = event.data if isinstance(event.data, str) else bytes(event.data)
             self._on_message_chunk(chunk, event.message_finished, now)
         elif isinstance(event, CloseConnection):

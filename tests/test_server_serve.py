@@ -200,7 +200,6 @@ def test_cli_serve_prints_url_and_token_and_stops_on_ctrl_c() -> None:
 
 
 def test_cli_diagram_prints_the_mermaid_table() -> None:
-    from discord_gateway.__main__ import main
     from discord_gateway.fsm import mermaid_diagram
 
     out = subprocess.run(
@@ -212,7 +211,18 @@ def test_cli_diagram_prints_the_mermaid_table() -> None:
         check=True,
     ).stdout
     assert out == mermaid_diagram()
-    assert callable(main)
+
+
+def test_cli_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    from discord_gateway.__main__ import main
+    from discord_gateway.fsm import mermaid_diagram
+
+    assert main(["diagram"]) == 0
+    assert capsys.readouterr().out == mermaid_diagram()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    assert "--heartbeat-interval MS" in capsys.readouterr().out
 
 
 def test_docs_example_reconnect_and_resume_over_tcp() -> None:

@@ -1,4 +1,8 @@
-"""Command line: ``python -m discord_gateway <command>``."""
+"""Command line: ``python -m discord_gateway <command>``.
+
+Each command is one entry of ``COMMANDS`` (help text and the function that runs
+it) plus, if it takes options, a function in ``ARGUMENTS`` that adds them.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,103 @@ def _diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    parser.add_argument(
+        "--tls", action="store_true", help="serve wss:// with a throwaway test CA (needs trustme)"
+    )
+    parser.add_argument(
+        "--ca-file", help="with --tls: where to write the CA certificate (PEM) clients must trust"
+    )
+    parser.add_argument(
+        "--heartbeat-interval", type=int, default=41250, metavar="MS", help="HELLO's interval"
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="how long a disconnected session stays resumable",
+    )
+    parser.add_argument(
+        "--token", action="append", help="a token to accept (repeatable; default: a fixed one)"
+    )
+    parser.add_argument(
+        "--no-privileged-intents",
+        action="store_true",
+        help="refuse privileged intents with 4014, like an app without them enabled",
+    )
+    parser.add_argument("--seed", default="0", help="seed for session ids and fault randomness")
+    parser.add_argument("-q", "--quiet", action="store_true", help="don't log connections")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from .testing import DEFAULT_TOKEN, ServerConfig, serve, tls_contexts
+
+    if not args.quiet:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+        )
+    config = ServerConfig(
+        tokens=frozenset(args.token or [DEFAULT_TOKEN]),
+        heartbeat_interval=args.heartbeat_interval / 1000,
+        session_ttl=args.session_ttl,
+        allowed_intents=0 if args.no_privileged_intents else ServerConfig().allowed_intents,
+    )
+    ssl_context = None
+    ca_file = None
+    if args.tls:
+        tls = tls_contexts()
+        ssl_context = tls.server
+        if args.ca_file:
+            ca_file = args.ca_file
+        else:
+            import tempfile
+
+            with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as tmp:
+                ca_file = tmp.name
+        with open(ca_file, "wb") as out:
+            out.write(tls.ca_pem)
+
+    async def run() -> None:
+        gateway = serve(
+            config, host=args.host, port=args.port, ssl_context=ssl_context, seed=args.seed
+        )
+        async with gateway:
+            http = "https" if args.tls else "http"
+            base = f"{http}://{gateway.host}:{gateway.port}"
+            lines = [
+                f"Local Discord gateway: {gateway.url}",
+                f"  token:   {gateway.token}",
+                f"  connect: {gateway.url}?v=10&encoding=json",
+                f"  REST:    {base}/api/v10/gateway and /api/v10/gateway/bot "
+                "(Authorization: Bot <token>)",
+            ]
+            if ca_file:
+                lines.append(f"  CA:      {ca_file} (trust it for wss://)")
+            lines.append("Serving until Ctrl-C.")
+            print("\n".join(lines), flush=True)
+            await gateway.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "diagram": ("print the lifecycle state diagram (mermaid)", _diagram),
+    "serve": ("run a local Discord gateway on 127.0.0.1 for offline tests", _serve),
+}
+
+#: Options of the commands that take some.
+ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "serve": _serve_arguments,
 }
 
 
@@ -23,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m discord_gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, _) in COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name in ARGUMENTS:
+            ARGUMENTS[name](command_parser)
     args = parser.parse_args(argv)
     return COMMANDS[args.command][1](args)
 

@@ -1,0 +1,70 @@
+"""A local Discord gateway for tests, demos and offline bot development.
+
+``GatewayServer`` is the sans-I/O server (one per connection) over a shared
+``SessionStore``; ``serve()`` runs it on 127.0.0.1 with asyncio (plain ``ws://``
+or TLS) and also answers ``GET /api/v10/gateway`` and ``/gateway/bot``.
+Faults (op 7, op 9, closes, resets, stalls, dropped ACKs, ...) are in
+:mod:`discord_gateway.testing.faults` and re-exported here.
+"""
+
+from __future__ import annotations
+
+from .faults import (
+    AfterDispatches,
+    AtTime,
+    Close,
+    ConnectionFaults,
+    CorruptCompressed,
+    Fault,
+    InvalidateSession,
+    OnHeartbeat,
+    ResetConnection,
+    SendHeartbeatRequest,
+    SendInvalidSession,
+    SendMalformed,
+    SendReconnect,
+    Stall,
+    Trigger,
+)
+from .serve import LocalGateway, serve, tls_contexts
+from .server import (
+    DEFAULT_TOKEN,
+    KNOWN_INTENTS,
+    PRIVILEGED_INTENTS,
+    ConnectionState,
+    GatewayServer,
+    Received,
+    ServerConfig,
+    Session,
+    SessionStore,
+)
+
+__all__ = (
+    "DEFAULT_TOKEN",
+    "KNOWN_INTENTS",
+    "PRIVILEGED_INTENTS",
+    "AfterDispatches",
+    "AtTime",
+    "Close",
+    "ConnectionFaults",
+    "ConnectionState",
+    "CorruptCompressed",
+    "Fault",
+    "GatewayServer",
+    "InvalidateSession",
+    "LocalGateway",
+    "OnHeartbeat",
+    "Received",
+    "ResetConnection",
+    "SendHeartbeatRequest",
+    "SendInvalidSession",
+    "SendMalformed",
+    "SendReconnect",
+    "ServerConfig",
+    "Session",
+    "SessionStore",
+    "Stall",
+    "Trigger",
+    "serve",
+    "tls_contexts",
+)

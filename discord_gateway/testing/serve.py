@@ -1,0 +1,262 @@
+"""The local gateway on a real socket: asyncio, 127.0.0.1, ``ws://`` or ``wss://``.
+
+The loop per connection is thin on purpose (house style 5): read bytes, feed
+``GatewayServer``, write what it returns, wait until its next deadline or until
+a test pushes something (``SessionStore.on_output``). Everything that decides
+what to send lives in :mod:`.server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .faults import ConnectionFaults, Fault
+from .server import ConnectionState, GatewayServer, ServerConfig, SessionStore
+
+__all__ = ("LocalGateway", "TLSContexts", "serve", "tls_contexts")
+
+logger = logging.getLogger("discord_gateway.testing")
+
+FaultsFor = Sequence[ConnectionFaults] | Callable[[int], ConnectionFaults | None]
+
+
+@dataclass(frozen=True, slots=True)
+class TLSContexts:
+    """A throwaway CA (trustme) and a certificate for 127.0.0.1/localhost."""
+
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    ca_pem: bytes
+
+
+def tls_contexts() -> TLSContexts:
+    """Server and client ``SSLContext``s for ``wss://127.0.0.1`` (needs the ``test`` extra)."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return TLSContexts(server, client, ca.cert_pem.bytes())
+
+
+class LocalGateway:
+    """A running (or startable) local gateway. Use ``async with serve(...) as gateway``.
+
+    ``url`` is the ``ws://`` (or ``wss://``) URL to connect to, ``token`` a token
+    it accepts, ``store`` the :class:`SessionStore` (sessions, connections) and
+    ``connections`` every :class:`GatewayServer` so far, in order.
+    ``faults`` says how connection ``n`` (1-based) misbehaves: a sequence
+    (connection n gets item n-1; later connections behave) or a function.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        seed: int | str = 0,
+        faults: FaultsFor | None = None,
+    ) -> None:
+        self.store = SessionStore(config, seed=seed)
+        self.store.on_output = self._wake
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self._faults = faults
+        self._server: asyncio.Server | None = None
+        self._wakers: dict[GatewayServer, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed: asyncio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> LocalGateway:
+        self._changed = asyncio.Event()
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, ssl=self.ssl_context
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        config = self.store.config
+        self.store.config = dataclasses.replace(
+            config, url=self.url, resume_gateway_url=config.resume_gateway_url or self.url
+        )
+        logger.info("local gateway listening on %s", self.url)
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None, "call start() first"
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> LocalGateway:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- what tests use ----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}/"
+
+    @property
+    def token(self) -> str:
+        return min(self.store.config.tokens)
+
+    @property
+    def connections(self) -> list[GatewayServer]:
+        return self.store.connections
+
+    def dispatch(self, name: str, data: Any, *, session_id: str | None = None) -> list[int]:
+        """Push a dispatch (see :meth:`SessionStore.dispatch`); the seqs assigned."""
+        return self.store.dispatch(name, data, session_id=session_id)
+
+    def inject(self, fault: Fault, connection: int = -1) -> None:
+        """Apply ``fault`` now to a live connection (default: the newest)."""
+        self.store.connections[connection].inject(fault, asyncio.get_running_loop().time())
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds (checked whenever a connection does something)."""
+        changed = self._changed
+        assert changed is not None, "call start() first"
+
+        async def until() -> None:
+            while not predicate():
+                changed.clear()
+                await changed.wait()
+
+        await asyncio.wait_for(until(), timeout)
+
+    # -- per connection -----------------------------------------------------------------
+
+    def _faults_for(self, index: int) -> ConnectionFaults | None:
+        if self._faults is None:
+            return None
+        if callable(self._faults):
+            return self._faults(index)
+        return self._faults[index - 1] if index <= len(self._faults) else None
+
+    def _wake(self, server: GatewayServer) -> None:
+        waker = self._wakers.get(server)
+        if waker is not None:
+            waker.set()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        loop = asyncio.get_running_loop()
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server = GatewayServer(
+            self.store, now=loop.time(), faults=self._faults_for(len(self.store.connections) + 1)
+        )
+        peer = writer.get_extra_info("peername")
+        logger.info("connection #%d: opened from %s", server.index, peer)
+        wake = asyncio.Event()
+        self._wakers[server] = wake
+        read_task: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                wake.clear()
+                for chunk in server.data_to_send():
+                    writer.write(chunk)
+                    await writer.drain()
+                self._notify()
+                if server.aborted:
+                    writer.transport.abort()
+                    break
+                if server.state is ConnectionState.CLOSED:
+                    break
+                if read_task is None:
+                    read_task = asyncio.ensure_future(reader.read(65536))
+                wake_task = asyncio.ensure_future(wake.wait())
+                deadline = server.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(
+                    {read_task, wake_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                wake_task.cancel()
+                now = loop.time()
+                if read_task in done:
+                    try:
+                        data = read_task.result()
+                    except (ConnectionError, OSError, ssl.SSLError):
+                        data = b""
+                    read_task = None
+                    server.receive_data(data, now)
+                if deadline is not None and now >= deadline:
+                    server.handle_timer(now)
+        except (ConnectionError, OSError):
+            server.receive_data(None, loop.time())
+        finally:
+            if read_task is not None:
+                read_task.cancel()
+            if server.state is not ConnectionState.CLOSED:
+                server.receive_data(None, loop.time())
+            if not server.aborted:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+            self._wakers.pop(server, None)
+            self._tasks.discard(task)
+            self._notify()
+            logger.info(
+                "connection #%d: done (close code %s, by %s)",
+                server.index,
+                server.close_code,
+                server.closed_by,
+            )
+
+
+def serve(
+    config: ServerConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
+    seed: int | str = 0,
+    faults: FaultsFor | None = None,
+) -> LocalGateway:
+    """A local gateway; start it with ``async with serve() as gateway:`` (or ``await .start()``)."""
+    return LocalGateway(
+        config, host=host, port=port, ssl_context=ssl_context, seed=seed, faults=faults
+    )

@@ -1,0 +1,1045 @@
+"""A sans-I/O Discord gateway *server*: the other side of ``DiscordConnection``.
+
+Theory of operation
+-------------------
+Two objects, because Discord sessions outlive connections:
+
+* :class:`SessionStore` holds the sessions (id, token, intents, shard, the seq
+  counter and the log of sent dispatches for RESUME replays, and when a
+  detached session expires). It is shared by every connection of one server,
+  and it is where tests push dispatches (:meth:`SessionStore.dispatch`).
+* :class:`GatewayServer` is one TCP connection, server side: it parses the
+  first HTTP request (a WebSocket upgrade, or a ``GET /api/v10/gateway``),
+  then speaks the gateway over wsproto. Like wsproto and the client core it
+  does no I/O and reads no clock: feed it bytes with ``receive_data(data,
+  now)`` (``None`` = the transport was lost), write what ``data_to_send()``
+  returns, and call ``handle_timer(now)`` at ``next_deadline()``.
+
+It enforces Discord's rules the way Discord does (checklist sections D, F, H,
+K); each check cites its spec item. Misbehaviour on purpose is in
+:mod:`.faults`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import random
+import zlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+from urllib.parse import parse_qs, urlsplit
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState as WsState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
+from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
+
+from ..codec import MAX_SEND_SIZE, ZLIB_SUFFIX, json_dumps, json_loads
+from ..opcodes import CloseCode, Opcode, close_policy
+from . import faults as _f
+
+__all__ = (
+    "DEFAULT_TOKEN",
+    "KNOWN_INTENTS",
+    "PRIVILEGED_INTENTS",
+    "ConnectionState",
+    "GatewayServer",
+    "Received",
+    "ServerConfig",
+    "Session",
+    "SessionStore",
+)
+
+logger = logging.getLogger("discord_gateway.testing")
+
+#: The token a default :class:`ServerConfig` accepts.
+DEFAULT_TOKEN = "discord-gateway-local-test-token"
+
+#: GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT (spec 19).
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
+#: Every intent bit Discord defines today; any other bit is "invalid" (4013).
+KNOWN_INTENTS = sum(1 << bit for bit in (*range(17), 20, 21, 24, 25))
+
+#: Opcodes a client may send (spec G).
+_CLIENT_OPS = frozenset(
+    {
+        Opcode.HEARTBEAT,
+        Opcode.IDENTIFY,
+        Opcode.PRESENCE_UPDATE,
+        Opcode.VOICE_STATE_UPDATE,
+        Opcode.RESUME,
+        Opcode.REQUEST_GUILD_MEMBERS,
+        Opcode.REQUEST_SOUNDBOARD_SOUNDS,
+        Opcode.REQUEST_CHANNEL_INFO,
+    }
+)
+#: What may be sent before IDENTIFY/RESUME succeeded (spec 18).
+_UNAUTHENTICATED_OPS = frozenset({Opcode.HEARTBEAT, Opcode.IDENTIFY, Opcode.RESUME})
+
+_MAX_HTTP_HEAD = 16 * 1024
+_CLOSE_TIMEOUT = 5.0  # seconds we wait for the client's close frame before dropping TCP
+
+
+def _default_user() -> dict[str, Any]:
+    return {
+        "id": "1896186316901649619",
+        "username": "LocalBot",
+        "discriminator": "0000",
+        "global_name": None,
+        "avatar": None,
+        "bot": True,
+        "verified": True,
+        "mfa_enabled": False,
+        "flags": 0,
+        "email": None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """How the local gateway behaves. Times are seconds; HELLO carries ms.
+
+    ``url``/``resume_gateway_url`` are what ``/gateway`` and READY advertise
+    (``serve()`` fills them in once it knows its port; ``resume_gateway_url``
+    defaults to ``url``). ``allowed_intents`` is which privileged intents the
+    "application" has enabled (spec 19; all by default).
+    ``enforce_identify_concurrency`` answers a second IDENTIFY in the same
+    ``shard_id % max_concurrency`` bucket within 5 s with op 9 (spec 21); off by
+    default so tests can start sessions back to back.
+    """
+
+    tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
+    heartbeat_interval: float = 41.25
+    heartbeat_grace: float = 5.0
+    heartbeat_timeout_close_code: int = CloseCode.SESSION_TIMED_OUT
+    session_ttl: float = 120.0
+    allowed_intents: int = PRIVILEGED_INTENTS
+    versions: frozenset[int] = frozenset({9, 10})
+    default_version: int = 10
+    url: str = "ws://127.0.0.1/"
+    resume_gateway_url: str | None = None
+    max_payload_size: int = MAX_SEND_SIZE
+    rate_limit: int = 120
+    rate_limit_window: float = 60.0
+    replay_limit: int = 10_000
+    payload_compression_threshold: int = 128
+    user: Mapping[str, Any] = field(default_factory=_default_user)
+    application_flags: int = 0
+    guild_ids: tuple[int, ...] = (961969618123483218, 931282703477784690)
+    send_guild_creates: bool = True
+    max_guilds_per_shard: int = 2500
+    recommended_shards: int = 1
+    max_concurrency: int = 1
+    enforce_identify_concurrency: bool = False
+    session_start_limit: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        if not self.tokens:
+            raise ValueError("at least one token is needed")
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One payload a client sent: ``op``, ``d`` and when (``now`` at receipt)."""
+
+    op: int
+    data: Any
+    at: float
+
+
+class ConnectionState(enum.Enum):
+    HANDSHAKE = "handshake"  # waiting for the HTTP request
+    AWAITING_IDENTIFY = "awaiting_identify"  # HELLO sent, no session yet
+    CONNECTED = "connected"  # identified or resumed: dispatches flow
+    CLOSING = "closing"  # we sent a close frame and wait for the client's
+    CLOSED = "closed"  # nothing more to read or write
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    """A gateway session: survives its connection for ``session_ttl`` (spec 30)."""
+
+    session_id: str
+    token: str
+    intents: int
+    shard: tuple[int, int] | None
+    seq: int = 0
+    log: deque[dict[str, Any]] = field(default_factory=deque)
+    connection: GatewayServer | None = None
+    expires_at: float | None = None  # set while no connection is attached
+    valid: bool = True  # False after InvalidateSession: the next RESUME fails
+
+    def receives(self, data: Any) -> bool:
+        """Whether a dispatch with ``data`` goes to this session's shard (spec 44)."""
+        if self.shard is None:
+            return True
+        shard_id, num_shards = self.shard
+        guild_id = data.get("guild_id") if isinstance(data, Mapping) else None
+        if guild_id is None:
+            return shard_id == 0
+        return (int(guild_id) >> 22) % num_shards == shard_id
+
+
+class SessionStore:
+    """Every session of one local gateway, shared by its connections.
+
+    ``seed`` makes session ids and each connection's randomness reproducible.
+    ``on_output(server)`` is called whenever a connection got bytes to send from
+    outside its own ``receive_data``/``handle_timer`` (a pushed dispatch, a
+    fault), so an I/O adapter knows to wake that connection up.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, *, seed: int | str = 0) -> None:
+        self.config = config or ServerConfig()
+        self.seed = seed
+        self.sessions: dict[str, Session] = {}
+        self.connections: list[GatewayServer] = []
+        self.identify_count = 0
+        self._identify_buckets: dict[int, float] = {}  # rate_limit_key -> last IDENTIFY
+        self.on_output: Callable[[GatewayServer], None] | None = None
+        self._rng = random.Random(f"{seed}/sessions")
+
+    # -- sessions ------------------------------------------------------------
+
+    def create_session(self, token: str, intents: int, shard: tuple[int, int] | None) -> Session:
+        session_id = f"{self._rng.getrandbits(128):032x}"
+        session = Session(session_id, token, intents, shard)
+        session.log = deque(maxlen=self.config.replay_limit)
+        self.sessions[session_id] = session
+        self.identify_count += 1
+        return session
+
+    def identify_allowed(self, shard: tuple[int, int] | None, now: float) -> bool:
+        """spec 21: one IDENTIFY per ``shard_id % max_concurrency`` bucket per 5 s."""
+        if not self.config.enforce_identify_concurrency:
+            return True
+        key = (shard[0] if shard else 0) % self.config.max_concurrency
+        last = self._identify_buckets.get(key)
+        if last is not None and now - last < 5.0:
+            return False
+        self._identify_buckets[key] = now
+        return True
+
+    def lookup(self, session_id: str, now: float) -> Session | None:
+        """The session, unless it does not exist or has expired (then it is removed)."""
+        session = self.sessions.get(session_id)
+        if session is not None and session.expires_at is not None and now >= session.expires_at:
+            self.destroy(session)
+            return None
+        return session
+
+    def expire(self, now: float) -> None:
+        for session in list(self.sessions.values()):
+            if session.expires_at is not None and now >= session.expires_at:
+                self.destroy(session)
+
+    def destroy(self, session: Session) -> None:
+        session.valid = False
+        self.sessions.pop(session.session_id, None)
+
+    def invalidate(self, session_id: str) -> None:
+        """The next RESUME of this session gets op 9 ``d: false`` (spec 29)."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            session.valid = False
+
+    # -- dispatching -----------------------------------------------------------
+
+    def dispatch(
+        self, name: str, data: Any, *, session_id: str | None = None, route: bool = True
+    ) -> list[int]:
+        """Append dispatch ``name`` to sessions and send it where a connection is live.
+
+        With ``session_id``, only that session; otherwise every valid session,
+        routed by shard like Discord does (``guild_id`` decides, events without
+        one go to shard 0: spec 44) unless ``route=False``. Disconnected
+        sessions keep it for the RESUME replay. Returns the seqs assigned.
+        """
+        if session_id is not None:
+            targets = [self.sessions[session_id]] if session_id in self.sessions else []
+        else:
+            targets = [
+                s for s in self.sessions.values() if s.valid and (not route or s.receives(data))
+            ]
+        return [self._append(session, name, data) for session in targets]
+
+    def _append(self, session: Session, name: str, data: Any) -> int:
+        session.seq += 1
+        payload = {"op": Opcode.DISPATCH.value, "d": data, "s": session.seq, "t": name}
+        session.log.append(payload)
+        if session.connection is not None:
+            session.connection._send_dispatch(payload)
+        return session.seq
+
+    def connection_rng(self, index: int) -> random.Random:
+        return random.Random(f"{self.seed}/connection/{index}")
+
+    def _register(self, server: GatewayServer) -> int:
+        self.connections.append(server)
+        return len(self.connections)
+
+    def _wake(self, server: GatewayServer) -> None:
+        if self.on_output is not None:
+            self.on_output(server)
+
+
+def _atom_keys(term: Any) -> Any:
+    """Discord sends ETF maps with atom keys (spec 39)."""
+    import erlpack
+
+    if isinstance(term, Mapping):
+        return {erlpack.Atom(str(k)): _atom_keys(v) for k, v in term.items()}
+    if isinstance(term, (list, tuple)):
+        return [_atom_keys(v) for v in term]
+    return term
+
+
+def _has_atom_keys(term: Any) -> bool:
+    if isinstance(term, dict):
+        return any(not isinstance(k, bytes) or _has_atom_keys(v) for k, v in term.items())
+    if isinstance(term, (list, tuple)):
+        return any(_has_atom_keys(v) for v in term)
+    return False
+
+
+class _Closed(Exception):
+    """Internal: a rule was broken and the connection is now closing."""
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class GatewayServer:
+    """One client connection, server side. See the module docstring.
+
+    Public record for tests: ``received`` (every payload the client sent),
+    ``sent`` (every payload written), ``close_code``/``close_reason`` (of the
+    close frame either side sent first), ``closed_by`` (``"client"``,
+    ``"server"`` or ``"transport"``), ``aborted`` (drop TCP now, no close
+    frame), ``session``, ``state``, ``version``/``encoding``/``compress`` and
+    ``target`` (the request target).
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        now: float,
+        faults: _f.ConnectionFaults | None = None,
+    ) -> None:
+        self.store = store
+        self.faults = faults or _f.ConnectionFaults()
+        self.index = store._register(self)
+        self.rng = store.connection_rng(self.index)
+        self.opened_at = now
+        self.state = ConnectionState.HANDSHAKE
+        self.received: list[Received] = []
+        self.sent: list[dict[str, Any]] = []
+        self.session: Session | None = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.closed_by: str | None = None
+        self.aborted = False
+        self.stalled = False
+        self.target: str | None = None
+        self.version: int | None = None
+        self.encoding = "json"
+        self.compress: str | None = None
+        self.payload_compression = False
+        self.heartbeats = 0
+        self.dispatches_sent = 0
+        self._now = now
+        self._ws = WSConnection(ConnectionType.SERVER)
+        self._http_head = b""
+        self._upgrading = False  # the request head went to wsproto
+        self._out: list[bytes] = []
+        self._message: list[str | bytes] = []
+        self._message_size = 0
+        self._compressor: Any = None
+        self._heartbeat_deadline: float | None = None
+        self._close_deadline: float | None = None
+        self._pending_acks: deque[float] = deque()
+        self._command_times: deque[float] = deque()
+        self._script = list(self.faults.script)
+
+    def __repr__(self) -> str:
+        return f"<GatewayServer #{self.index} {self.state.value}>"
+
+    def _stopped(self) -> bool:
+        return self.state is ConnectionState.CLOSED or self.stalled
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.store.config
+
+    # -- I/O boundary ------------------------------------------------------------
+
+    def receive_data(self, data: bytes | None, now: float) -> None:
+        """Feed bytes read from the socket; ``None`` or ``b""`` means it was closed."""
+        self._now = now
+        if self.state is ConnectionState.CLOSED:
+            return
+        if not data:
+            self._lost(now)
+            return
+        if self.stalled:
+            return  # a stalled connection reads nothing (it only notices EOF)
+        try:
+            if self.state is ConnectionState.HANDSHAKE and not self._upgrading:
+                data = self._read_http_head(data)
+                if not data:
+                    return
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                self._handle_ws_event(event, now)
+                if self._stopped():
+                    break
+        except _Closed:
+            pass
+        except WsRemoteProtocolError as exc:
+            self._protocol_error(str(exc), now)
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write, as chunks to write one by one (several only with ``split_writes``)."""
+        if not self._out:
+            return []
+        data = b"".join(self._out)
+        self._out.clear()
+        if not self.faults.split_writes or len(data) < 2:
+            return [data]
+        cuts = sorted(self.rng.sample(range(1, len(data)), min(len(data) - 1, 3)))
+        return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=False)]
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must run next (``None``: nothing scheduled)."""
+        if self.state is ConnectionState.CLOSED or self.stalled:
+            return None
+        if self.state is ConnectionState.CLOSING:
+            return self._close_deadline
+        deadlines = [t for t in (self._heartbeat_deadline,) if t is not None]
+        deadlines.extend(self._pending_acks)
+        deadlines.extend(
+            self.opened_at + trigger.seconds
+            for trigger, _ in self._script
+            if isinstance(trigger, _f.AtTime)
+        )
+        return min(deadlines, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        self.store.expire(now)
+        if self.state is ConnectionState.CLOSED or self.stalled:
+            return
+        if self.state is ConnectionState.CLOSING:
+            if self._close_deadline is not None and now >= self._close_deadline:
+                self._abort(now)  # the client never answered our close frame
+            return
+        try:
+            while self._pending_acks and self._pending_acks[0] <= now:
+                self._pending_acks.popleft()
+                self._send({"op": Opcode.HEARTBEAT_ACK.value, "d": None, "s": None, "t": None})
+            self._fire(
+                lambda t: isinstance(t, _f.AtTime) and now >= self.opened_at + t.seconds, now
+            )
+            if self._heartbeat_deadline is not None and now >= self._heartbeat_deadline:
+                # No heartbeat within interval + grace: the session timed out.
+                self._close(self.config.heartbeat_timeout_close_code, "Session timed out", now)
+        except _Closed:
+            pass
+
+    # -- control: tests, the asyncio adapter and faults ----------------------------
+
+    def inject(self, fault: _f.Fault, now: float | None = None) -> None:
+        """Do ``fault`` now (see :mod:`.faults`)."""
+        now = self._now if now is None else now
+        self._now = now
+        with contextlib.suppress(_Closed):
+            self._apply(fault, now)
+        self.store._wake(self)
+
+    def dispatch(self, name: str, data: Any) -> int | None:
+        """Push a dispatch to this connection's session; its seq (None without a session)."""
+        if self.session is None:
+            return None
+        return self.store._append(self.session, name, data)
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        self.inject(_f.Close(code, reason))
+
+    # -- HTTP ----------------------------------------------------------------------
+
+    def _read_http_head(self, data: bytes) -> bytes:
+        """Buffer the request head; hand it to wsproto if it is an upgrade, else answer."""
+        head = self._http_head + data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > _MAX_HTTP_HEAD:
+                self._http_reply(431, {"message": "Request header fields too large", "code": 0})
+                return b""
+            self._http_head = head
+            return b""
+        lines = head[:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("upgrade", "").lower() == "websocket":
+            self._upgrading = True
+            self._http_head = b""
+            return head
+        method, target = ([*parts, "", ""])[:2]
+        self._http_head = b""
+        self._answer_http(method, target, headers)
+        return b""
+
+    def _answer_http(self, method: str, target: str, headers: Mapping[str, str]) -> None:
+        """``GET /api/v{n}/gateway`` and ``/gateway/bot`` (spec 46)."""
+        path = urlsplit(target).path.rstrip("/")
+        segments = path.split("/")
+        is_api = len(segments) >= 3 and segments[1] == "api"
+        route = "/".join(segments[3:] if is_api and segments[2].startswith("v") else segments[2:])
+        if not is_api or route not in ("gateway", "gateway/bot"):
+            self._http_reply(404, {"message": "404: Not Found", "code": 0})
+        elif method != "GET":
+            self._http_reply(405, {"message": "405: Method Not Allowed", "code": 0})
+        elif route == "gateway":
+            self._http_reply(200, {"url": self.config.url})
+        else:
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            if scheme != "Bot" or token not in self.config.tokens:
+                self._http_reply(401, {"message": "401: Unauthorized", "code": 0})
+                return
+            remaining = max(0, self.config.session_start_limit - self.store.identify_count)
+            self._http_reply(
+                200,
+                {
+                    "url": self.config.url,
+                    "shards": self.config.recommended_shards,
+                    "session_start_limit": {
+                        "total": self.config.session_start_limit,
+                        "remaining": remaining,
+                        "reset_after": 86_400_000,
+                        "max_concurrency": self.config.max_concurrency,
+                    },
+                },
+            )
+        logger.info("connection #%d: HTTP %s %s", self.index, method, target)
+
+    def _http_reply(self, status: int, body: Any) -> None:
+        reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+        raw = json_dumps(body)
+        head = (
+            f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(raw)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        self._out.append(head.encode() + raw)
+        self.state = ConnectionState.CLOSED
+        self.closed_by = "server"
+
+    # -- WebSocket events ------------------------------------------------------------
+
+    def _handle_ws_event(self, event: Event, now: float) -> None:
+        if isinstance(event, Request):
+            self._accept(event, now)
+        elif isinstance(event, (TextMessage, BytesMessage)):
+            if self.state is ConnectionState.CLOSING:
+                return  # in flight when we closed: Discord ignores it too
+            chunk = event.data if isinstance(event.data, str) else bytes(event.data)
+            self._on_message_chunk(chunk, event.message_finished, now)
+        elif isinstance(event, CloseConnection):
+            self._on_client_close(event, now)
+        elif isinstance(event, Ping):
+            self._out.append(self._ws.send(event.response()))
+
+    def _accept(self, request: Request, now: float) -> None:
+        self.target = request.target
+        query = parse_qs(urlsplit(request.target).query)
+        encoding = query.get("encoding", ["json"])[0]
+        compress = query.get("compress", [None])[0]
+        if encoding not in ("json", "etf") or compress not in (None, "zlib-stream", "zstd-stream"):
+            # Our choice: refuse the upgrade so the mistake is visible at once.
+            body = json_dumps({"message": f"invalid encoding/compress in {request.target}"})
+            self._out.append(
+                self._ws.send(
+                    RejectConnection(
+                        status_code=400,
+                        headers=[(b"content-type", b"application/json")],
+                        has_body=True,
+                    )
+                )
+            )
+            self._out.append(self._ws.send(RejectData(data=body)))
+            self.state = ConnectionState.CLOSED
+            self.closed_by = "server"
+            logger.info("connection #%d: rejected upgrade %s", self.index, request.target)
+            return
+        self.encoding = encoding
+        self.compress = compress
+        if compress == "zlib-stream":
+            self._compressor = zlib.compressobj()  # one context per connection (spec 33)
+        elif compress == "zstd-stream":
+            import zstandard
+
+            self._compressor = zstandard.ZstdCompressor().compressobj()
+        self._out.append(self._ws.send(AcceptConnection()))
+        self.state = ConnectionState.AWAITING_IDENTIFY
+        logger.info(
+            "connection #%d: upgraded %s (encoding=%s compress=%s)",
+            self.index,
+            request.target,
+            encoding,
+            compress,
+        )
+        version_text = query.get("v", [str(self.config.default_version)])[0]
+        version = int(version_text) if version_text.isdigit() else None
+        if version not in self.config.versions:
+            self._close(CloseCode.INVALID_API_VERSION, "Invalid API version", now)  # spec 3
+        self.version = version
+        self._heartbeat_deadline = self._heartbeat_due(now)
+        if self.faults.reconnect_instead_of_hello:
+            self._apply(_f.SendReconnect(), now)  # spec 16
+            return
+        self._send(
+            {
+                "op": Opcode.HELLO.value,
+                "d": {
+                    "heartbeat_interval": round(self.config.heartbeat_interval * 1000),
+                    "_trace": ['["gateway-local",{"micros":0.0}]'],
+                },
+                "s": None,
+                "t": None,
+            }
+        )
+        self._fire(lambda t: isinstance(t, _f.AfterDispatches) and t.count == 0, now)
+
+    def _on_message_chunk(self, chunk: str | bytes, finished: bool, now: float) -> None:
+        size = len(chunk.encode()) if isinstance(chunk, str) else len(chunk)
+        self._message_size += size
+        if self._message_size > self.config.max_payload_size:
+            # spec 42: over 4096 encoded bytes is a decode error.
+            self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
+        self._message.append(chunk)
+        if not finished:
+            return
+        parts, self._message, self._message_size = self._message, [], 0
+        if isinstance(parts[0], str):
+            raw: str | bytes = "".join(p for p in parts if isinstance(p, str))
+        else:
+            raw = b"".join(p for p in parts if isinstance(p, bytes))
+        self._on_payload(self._decode(raw, now), now)
+
+    def _decode(self, raw: str | bytes, now: float) -> dict[str, Any]:
+        payload: Any = None
+        try:
+            if self.encoding == "etf" and isinstance(raw, bytes):
+                import erlpack
+
+                from .._etf import _normalise
+
+                term = erlpack.unpack(raw)
+                if _has_atom_keys(term):  # spec 39: atom keys get 4002
+                    raise ValueError("atom keys")
+                payload = _normalise(term)
+            else:
+                payload = json_loads(raw)
+        except Exception:
+            payload = None
+        if not isinstance(payload, dict) or not _is_int(payload.get("op")):
+            self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
+        assert isinstance(payload, dict)
+        return payload
+
+    def _on_payload(self, payload: dict[str, Any], now: float) -> None:
+        op, data = payload["op"], payload.get("d")
+        self.received.append(Received(op, data, now))
+        # spec 41: 120 commands per connection per 60 s.
+        window_start = now - self.config.rate_limit_window
+        while self._command_times and self._command_times[0] <= window_start:
+            self._command_times.popleft()
+        self._command_times.append(now)
+        if len(self._command_times) > self.config.rate_limit:
+            self._close(CloseCode.RATE_LIMITED, "You are being rate limited.", now)
+        if op not in _CLIENT_OPS:
+            self._close(CloseCode.UNKNOWN_OPCODE, "Unknown opcode.", now)
+        if self.session is None and op not in _UNAUTHENTICATED_OPS:
+            self._close(CloseCode.NOT_AUTHENTICATED, "Not authenticated.", now)  # spec 18
+        if op == Opcode.HEARTBEAT:
+            self._on_heartbeat(now)
+        elif op in (Opcode.IDENTIFY, Opcode.RESUME):
+            if self.session is not None:
+                self._close(CloseCode.ALREADY_AUTHENTICATED, "Already authenticated.", now)
+            if not isinstance(data, dict):
+                self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
+            assert isinstance(data, dict)
+            if op == Opcode.IDENTIFY:
+                self._on_identify(data, now)
+            else:
+                self._on_resume(data, now)
+        elif op == Opcode.REQUEST_GUILD_MEMBERS and isinstance(data, dict):
+            chunk: dict[str, Any] = {
+                "guild_id": data.get("guild_id"),
+                "members": [],
+                "chunk_index": 0,
+                "chunk_count": 1,
+            }
+            if "nonce" in data:
+                chunk["nonce"] = data["nonce"]
+            self.dispatch("GUILD_MEMBERS_CHUNK", chunk)
+        # Other commands (presence, voice state, ...) are only recorded.
+
+    def _heartbeat_due(self, now: float) -> float:
+        """A heartbeat must arrive within the interval plus some grace (spec 10)."""
+        return now + self.config.heartbeat_interval + self.config.heartbeat_grace
+
+    def _on_heartbeat(self, now: float) -> None:
+        self.heartbeats += 1
+        self._heartbeat_deadline = self._heartbeat_due(now)
+        drop = self.faults.drop_heartbeat_acks
+        if drop and self.rng.random() < drop:
+            pass
+        elif self.faults.heartbeat_ack_delay:
+            self._pending_acks.append(now + self.faults.heartbeat_ack_delay)
+        else:
+            self._send({"op": Opcode.HEARTBEAT_ACK.value, "d": None, "s": None, "t": None})
+        count = self.heartbeats
+        self._fire(lambda t: isinstance(t, _f.OnHeartbeat) and t.count == count, now)
+
+    def _on_identify(self, d: dict[str, Any], now: float) -> None:
+        config = self.config
+        token = d.get("token")
+        if isinstance(token, str) and token.startswith("Bot "):
+            token = token[4:]
+        if not isinstance(token, str) or token not in config.tokens:
+            self._close(CloseCode.AUTHENTICATION_FAILED, "Authentication failed.", now)
+        assert isinstance(token, str)
+        properties = d.get("properties")
+        if not isinstance(properties, dict) or not all(
+            isinstance(properties.get(key), str) for key in ("os", "browser", "device")
+        ):  # spec 17
+            self._close(CloseCode.DECODE_ERROR, "Invalid identify properties.", now)
+        large_threshold = d.get("large_threshold", 50)
+        if not (_is_int(large_threshold) and 50 <= large_threshold <= 250):
+            self._close(CloseCode.DECODE_ERROR, "Invalid large_threshold.", now)
+        if not isinstance(d.get("compress", False), bool):
+            self._close(CloseCode.DECODE_ERROR, "Invalid compress.", now)
+        shard = self._check_shard(d.get("shard"), now)
+        intents = d.get("intents")
+        if not _is_int(intents) or intents < 0 or intents & ~KNOWN_INTENTS:
+            self._close(CloseCode.INVALID_INTENTS, "Invalid intent(s).", now)  # spec 19
+        assert isinstance(intents, int)
+        if intents & PRIVILEGED_INTENTS & ~config.allowed_intents:
+            self._close(CloseCode.DISALLOWED_INTENTS, "Disallowed intent(s).", now)
+        if not self.store.identify_allowed(shard, now):
+            # spec 21, 29: over the identify concurrency limit: op 9 d:false.
+            self._send({"op": Opcode.INVALID_SESSION.value, "d": False, "s": None, "t": None})
+            return
+        if d.get("compress") and self.compress is None and self.encoding == "json":
+            self.payload_compression = True  # spec 36
+        session = self.store.create_session(token, intents, shard)
+        self._attach(session)
+        logger.info(
+            "connection #%d: identified, new session %s shard=%s",
+            self.index,
+            session.session_id,
+            shard,
+        )
+        ready: dict[str, Any] = {
+            "v": self.version,
+            "user": dict(config.user),
+            "guilds": [{"id": str(g), "unavailable": True} for g in self._guilds(shard)],
+            "session_id": session.session_id,
+            "resume_gateway_url": config.resume_gateway_url or config.url,
+            "session_type": "normal",
+            "private_channels": [],
+            "presences": [],
+            "relationships": [],
+            "application": {"id": str(config.user.get("id")), "flags": config.application_flags},
+            "_trace": ['["gateway-local",{"micros":0}]'],
+        }
+        if shard is not None:
+            ready["shard"] = list(shard)  # spec 22: only if sent when identifying
+        self.store._append(session, "READY", ready)  # READY is seq 1
+        if config.send_guild_creates:
+            for guild_id in self._guilds(shard):
+                self.store._append(session, "GUILD_CREATE", self._guild(guild_id))
+
+    def _check_shard(self, shard: Any, now: float) -> tuple[int, int] | None:
+        if shard is None:
+            guilds = len(self.config.guild_ids)
+        elif (
+            isinstance(shard, list)
+            and len(shard) == 2
+            and all(_is_int(x) for x in shard)
+            and 0 <= shard[0] < shard[1]
+        ):
+            guilds = len(self._guilds((shard[0], shard[1])))
+        else:
+            self._close(CloseCode.INVALID_SHARD, "Invalid shard.", now)  # spec 45
+        if guilds > self.config.max_guilds_per_shard:
+            self._close(CloseCode.SHARDING_REQUIRED, "Sharding required.", now)
+        return None if shard is None else (shard[0], shard[1])
+
+    def _guilds(self, shard: tuple[int, int] | None) -> list[int]:
+        if shard is None:
+            return list(self.config.guild_ids)
+        return [g for g in self.config.guild_ids if (g >> 22) % shard[1] == shard[0]]
+
+    @staticmethod
+    def _guild(guild_id: int) -> dict[str, Any]:
+        return {
+            "id": str(guild_id),
+            "guild_id": str(guild_id),
+            "name": f"Local guild {guild_id}",
+            "unavailable": False,
+            "large": False,
+            "member_count": 1,
+            "channels": [],
+            "threads": [],
+            "members": [],
+            "roles": [],
+            "emojis": [],
+        }
+
+    def _on_resume(self, d: dict[str, Any], now: float) -> None:
+        token, session_id, seq = d.get("token"), d.get("session_id"), d.get("seq")
+        if isinstance(token, str) and token.startswith("Bot "):
+            token = token[4:]
+        if not isinstance(token, str) or token not in self.config.tokens:
+            self._close(CloseCode.AUTHENTICATION_FAILED, "Authentication failed.", now)
+        if not isinstance(session_id, str) or not (seq is None or _is_int(seq)):
+            self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
+        assert isinstance(session_id, str)
+        session = self.store.lookup(session_id, now)
+        seq = seq or 0
+        first_kept = session.log[0]["s"] if session is not None and session.log else seq + 1
+        if (
+            session is None
+            or not session.valid
+            or session.token != token
+            or not first_kept - 1 <= seq <= session.seq
+        ):
+            # spec 29: a failed resume is answered with op 9 d:false; the client may
+            # identify on this same connection (spec 56).
+            if session is not None:
+                self.store.destroy(session)
+            logger.info("connection #%d: resume of %s failed (seq %s)", self.index, session_id, seq)
+            self._send({"op": Opcode.INVALID_SESSION.value, "d": False, "s": None, "t": None})
+            return
+        previous = session.connection
+        if previous is not None and previous is not self:
+            previous.session = None  # the session moves here; the old socket goes away
+            previous._abort(now)
+        self._attach(session)
+        logger.info(
+            "connection #%d: resumed session %s from seq %d (replaying %d)",
+            self.index,
+            session_id,
+            seq,
+            session.seq - seq,
+        )
+        for payload in list(session.log):  # spec 24: replay in order, then RESUMED
+            if payload["s"] > seq:
+                self._send_dispatch(payload)
+        self.store._append(session, "RESUMED", {"_trace": ['["gateway-local",{"micros":0}]']})
+
+    def _attach(self, session: Session) -> None:
+        session.connection = self
+        session.expires_at = None
+        self.session = session
+        self.state = ConnectionState.CONNECTED
+
+    def _release_session(self, destroy: bool, now: float) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        if destroy:
+            self.store.destroy(session)
+            logger.info("connection #%d: session %s destroyed", self.index, session.session_id)
+        else:
+            session.connection = None
+            session.expires_at = now + self.config.session_ttl
+
+    # -- closing -----------------------------------------------------------------
+
+    def _on_client_close(self, event: CloseConnection, now: float) -> None:
+        if self.state is ConnectionState.CLOSING:  # the answer to our close frame
+            self.state = ConnectionState.CLOSED
+            return
+        if self._ws.state is WsState.OPEN:
+            # wsproto reports a broken frame as a close it wants us to send.
+            self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
+        self.close_code, self.close_reason, self.closed_by = event.code, event.reason, "client"
+        with contextlib.suppress(WsLocalProtocolError):  # wsproto may have closed already
+            self._out.append(self._ws.send(event.response()))
+        self.state = ConnectionState.CLOSED
+        # spec 30: a client closing with 1000/1001 ends its session; other codes keep it.
+        self._release_session(event.code in (1000, 1001), now)
+        logger.info("connection #%d: client closed with %s", self.index, event.code)
+
+    def _lost(self, now: float) -> None:
+        if self.closed_by is None:
+            self.closed_by = "transport"
+        self.state = ConnectionState.CLOSED
+        self._release_session(False, now)
+        logger.info("connection #%d: transport closed", self.index)
+
+    def _protocol_error(self, message: str, now: float) -> None:
+        logger.info("connection #%d: WebSocket protocol error: %s", self.index, message)
+        if self._upgrading and self.state is not ConnectionState.HANDSHAKE:
+            with contextlib.suppress(_Closed):
+                self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
+        else:
+            self._abort(now)
+
+    def _close(self, code: int, reason: str, now: float) -> None:
+        """Send a close frame and stop handling input (raises ``_Closed``)."""
+        if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSED):
+            raise _Closed
+        self.close_code, self.close_reason, self.closed_by = code, reason, "server"
+        with contextlib.suppress(WsLocalProtocolError):  # wsproto may have closed already
+            self._out.append(self._ws.send(CloseConnection(code, reason)))
+        self.state = ConnectionState.CLOSING
+        self._close_deadline = now + _CLOSE_TIMEOUT
+        self._release_session(not close_policy(code).resume, now)
+        logger.info("connection #%d: server closed with %d (%s)", self.index, code, reason)
+        raise _Closed
+
+    def _abort(self, now: float) -> None:
+        """Drop TCP with no close frame: the adapter must reset the socket."""
+        self._out.clear()
+        self.aborted = True
+        if self.closed_by is None:
+            self.closed_by = "server"
+        self.state = ConnectionState.CLOSED
+        self._release_session(False, now)
+        logger.info("connection #%d: reset (no close frame)", self.index)
+        self.store._wake(self)
+
+    # -- faults ---------------------------------------------------------------------
+
+    def _fire(self, matches: Callable[[_f.Trigger], bool], now: float) -> None:
+        due = [item for item in self._script if matches(item[0])]
+        for item in due:
+            self._script.remove(item)
+        for _, fault in due:
+            self._apply(fault, now)
+
+    def _apply(self, fault: _f.Fault, now: float) -> None:
+        if self.state is ConnectionState.CLOSED:
+            return
+        if isinstance(fault, _f.SendReconnect):
+            self._send({"op": Opcode.RECONNECT.value, "d": None, "s": None, "t": None})
+        elif isinstance(fault, _f.SendInvalidSession):
+            if not fault.resumable and self.session is not None:
+                self.store.destroy(self.session)
+                self.session = None
+                self.state = ConnectionState.AWAITING_IDENTIFY
+            self._send(
+                {"op": Opcode.INVALID_SESSION.value, "d": fault.resumable, "s": None, "t": None}
+            )
+        elif isinstance(fault, _f.SendHeartbeatRequest):
+            self._send({"op": Opcode.HEARTBEAT.value, "d": None, "s": None, "t": None})
+        elif isinstance(fault, _f.Close):
+            self._close(fault.code, fault.reason, now)
+        elif isinstance(fault, _f.ResetConnection):
+            self._abort(now)
+        elif isinstance(fault, _f.Stall):
+            self.stalled = True  # what was already written still goes out
+            logger.info("connection #%d: stalled", self.index)
+        elif isinstance(fault, _f.SendMalformed):
+            self._write(TextMessage(data='{"op": 0, "d": {"broken'))
+        elif isinstance(fault, _f.CorruptCompressed):
+            garbage = b"\x78\x9c\xde\xad\xbe\xef\xde\xad"
+            if self.compress == "zlib-stream":
+                garbage = b"\xff\xfe\xfd\xfc" + ZLIB_SUFFIX
+            elif self.compress == "zstd-stream":
+                garbage = b"\x28\xb5\x2f\xfd\xff\xff\xff\xff\xff"
+            self._write(BytesMessage(data=garbage))
+        elif isinstance(fault, _f.InvalidateSession) and self.session is not None:
+            self.session.valid = False
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _send_dispatch(self, payload: dict[str, Any]) -> None:
+        if self.state is not ConnectionState.CONNECTED:
+            return
+        self._send(payload)
+        self.dispatches_sent += 1
+        count = self.dispatches_sent
+        with contextlib.suppress(_Closed):
+            self._fire(lambda t: isinstance(t, _f.AfterDispatches) and t.count == count, self._now)
+        self.store._wake(self)
+
+    def _send(self, payload: dict[str, Any]) -> None:
+        if self.stalled or self.state in (ConnectionState.CLOSING, ConnectionState.CLOSED):
+            return
+        self.sent.append(payload)
+        if self.encoding == "etf":
+            import erlpack
+
+            raw: bytes = erlpack.pack(_atom_keys(payload))
+        else:
+            raw = json_dumps(payload)
+        if self.compress == "zlib-stream":
+            data = self._compressor.compress(raw) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+            pieces = self._split(data, self.faults.split_messages)
+            for piece in pieces:  # spec 34: only the last piece ends with 00 00 ff ff
+                self._write(BytesMessage(data=piece))
+        elif self.compress == "zstd-stream":
+            import zstandard
+
+            data = self._compressor.compress(raw)
+            data += self._compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            self._write(BytesMessage(data=data))
+        elif self.payload_compression and len(raw) >= self.config.payload_compression_threshold:
+            self._write(BytesMessage(data=zlib.compress(raw)))
+        elif self.encoding == "etf":
+            self._write(BytesMessage(data=raw))
+        else:
+            self._write(TextMessage(data=raw.decode()))
+
+    def _split(self, data: bytes, parts: int) -> list[bytes]:
+        if parts <= 1 or len(data) <= 4:
+            return [data]
+        # Never split inside the suffix: a piece ending in 00 00 ff ff ends a message.
+        body = len(data) - 4
+        cuts = sorted(self.rng.sample(range(1, body), min(parts - 1, body - 1)))
+        return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=False)]
+
+    def _write(self, event: TextMessage | BytesMessage) -> None:
+        if self.stalled:
+            return
+        frames = self.faults.fragment_frames
+        data = event.data
+        if frames <= 1 or len(data) < 2:
+            self._out.append(self._ws.send(event))
+            return
+        cuts = sorted(self.rng.sample(range(1, len(data)), min(frames - 1, len(data) - 1)))
+        bounds = list(zip([0, *cuts], [*cuts, len(data)], strict=True))
+        for i, (start, end) in enumerate(bounds):
+            finished = i == len(bounds) - 1
+            if isinstance(data, str):
+                self._out.append(self._ws.send(TextMessage(data[start:end], True, finished)))
+            else:
+                self._out.append(self._ws.send(BytesMessage(data[start:end], True, finished)))

@@ -77,7 +77,7 @@ def _atom(text: str) -> Any:
     return _ATOMS.get(text, text)
 
 
-def _decode(data: bytes, pos: int, snowflakes: bool) -> tuple[Any, int]:
+def _decode(data: bytes, pos: int, snowflakes: bool, strict: bool = False) -> tuple[Any, int]:
     tag = data[pos]
     pos += 1
     if tag == 116:  # MAP_EXT
@@ -85,8 +85,10 @@ def _decode(data: bytes, pos: int, snowflakes: bool) -> tuple[Any, int]:
         pos += 4
         result: dict[Any, Any] = {}
         for _ in range(arity):
-            key, pos = _decode(data, pos, snowflakes)
-            value, pos = _decode(data, pos, snowflakes)
+            if strict and data[pos] in _ATOM_TAGS:  # spec 39: a client's atom keys get 4002
+                raise _Malformed(f"atom map key at offset {pos}")
+            key, pos = _decode(data, pos, snowflakes, strict)
+            value, pos = _decode(data, pos, snowflakes, strict)
             if snowflakes:
                 key, value = _stringify(key, value)
             result[key] = value
@@ -105,7 +107,7 @@ def _decode(data: bytes, pos: int, snowflakes: bool) -> tuple[Any, int]:
         pos += 4
         items = []
         for _ in range(length):
-            item, pos = _decode(data, pos, snowflakes)
+            item, pos = _decode(data, pos, snowflakes, strict)
             items.append(item)
         if data[pos] != 106:
             raise _Malformed(f"improper list (tail tag {data[pos]}) at offset {pos}")
@@ -141,7 +143,7 @@ def _decode(data: bytes, pos: int, snowflakes: bool) -> tuple[Any, int]:
             pos += 4
         elements = []
         for _ in range(arity):
-            item, pos = _decode(data, pos, snowflakes)
+            item, pos = _decode(data, pos, snowflakes, strict)
             elements.append(item)
         return elements, pos
     if tag == 70:  # NEW_FLOAT_EXT
@@ -167,18 +169,25 @@ def _stringify(key: Any, value: Any) -> tuple[Any, Any]:
         if not isinstance(value, bool) and (key == "id" or key.endswith("_id")):
             return key, str(value)
     elif isinstance(value, list) and (key.endswith("_ids") or key in SNOWFLAKE_LIST_KEYS):
-        return key, [
-            str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value
-        ]
+        return key, [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
     return key, value
 
 
-def loads(data: bytes, *, stringify_snowflakes: bool = False) -> Any:
-    """Decode one ETF message (see the module docstring for the normalisation)."""
+_ATOM_TAGS = frozenset({100, 115, 118, 119})
+
+
+def loads(
+    data: bytes, *, stringify_snowflakes: bool = False, reject_atom_keys: bool = False
+) -> Any:
+    """Decode one ETF message (see the module docstring for the normalisation).
+
+    ``reject_atom_keys`` is for the local gateway server, which must refuse a
+    client's atom keys as Discord does (spec 39).
+    """
     try:
         if not data or data[0] != _VERSION:
             raise _Malformed(f"ETF must start with version byte 131, not {data[:1]!r}")
-        term, end = _decode(data, 1, stringify_snowflakes)
+        term, end = _decode(data, 1, stringify_snowflakes, reject_atom_keys)
         if end != len(data):
             raise _Malformed(f"{len(data) - end} trailing bytes after the term")
     except (_Malformed, IndexError, struct.error, UnicodeDecodeError, ValueError) as exc:
@@ -201,7 +210,7 @@ _P_I32 = struct.Struct(">i").pack
 _P_F64 = struct.Struct(">d").pack
 
 
-def _encode(obj: Any, out: bytearray) -> None:
+def _encode(obj: Any, out: bytearray, atom_keys: bool = False) -> None:
     # bool before int: bool is an int subclass.
     if obj is None:
         out += _NIL
@@ -226,13 +235,19 @@ def _encode(obj: Any, out: bytearray) -> None:
     elif isinstance(obj, dict):
         out += b"t" + _P_U32(len(obj))
         for key, value in obj.items():
-            _encode(key, out)
-            _encode(value, out)
+            if atom_keys and isinstance(key, str):
+                raw = key.encode("utf-8")
+                if len(raw) > 255:
+                    raise ValueError(f"atom too long: {key[:20]!r}...")
+                out += bytes((119, len(raw))) + raw  # SMALL_ATOM_UTF8_EXT
+            else:
+                _encode(key, out, atom_keys)
+            _encode(value, out, atom_keys)
     elif isinstance(obj, (list, tuple)):
         if obj:
             out += b"l" + _P_U32(len(obj))
             for item in obj:
-                _encode(item, out)
+                _encode(item, out, atom_keys)
         out += b"j"
     elif isinstance(obj, float):
         out += b"F" + _P_F64(obj)
@@ -242,8 +257,12 @@ def _encode(obj: Any, out: bytearray) -> None:
         raise TypeError(f"cannot encode {type(obj).__name__} as ETF")
 
 
-def dumps(payload: dict[str, Any]) -> bytes:
-    """Encode a payload to send. Raises TypeError/ValueError on what ETF cannot hold."""
+def dumps(payload: dict[str, Any], *, atom_keys: bool = False) -> bytes:
+    """Encode a payload to send. Raises TypeError/ValueError on what ETF cannot hold.
+
+    Clients must send string keys (spec 39); ``atom_keys=True`` writes map keys
+    as atoms the way Discord's own messages do, for the local gateway server.
+    """
     out = bytearray(b"\x83")
-    _encode(payload, out)
+    _encode(payload, out, atom_keys)
     return bytes(out)

@@ -300,25 +300,6 @@ class SessionStore:
             self.on_output(server)
 
 
-def _atom_keys(term: Any) -> Any:
-    """Discord sends ETF maps with atom keys (spec 39)."""
-    import erlpack
-
-    if isinstance(term, Mapping):
-        return {erlpack.Atom(str(k)): _atom_keys(v) for k, v in term.items()}
-    if isinstance(term, (list, tuple)):
-        return [_atom_keys(v) for v in term]
-    return term
-
-
-def _has_atom_keys(term: Any) -> bool:
-    if isinstance(term, dict):
-        return any(not isinstance(k, bytes) or _has_atom_keys(v) for k, v in term.items())
-    if isinstance(term, (list, tuple)):
-        return any(_has_atom_keys(v) for v in term)
-    return False
-
-
 class _Closed(Exception):
     """Internal: a rule was broken and the connection is now closing."""
 
@@ -653,14 +634,10 @@ class GatewayServer:
         payload: Any = None
         try:
             if self.encoding == "etf" and isinstance(raw, bytes):
-                import erlpack
+                from .. import _etf
 
-                from .._etf import _normalise
-
-                term = erlpack.unpack(raw)
-                if _has_atom_keys(term):  # spec 39: atom keys get 4002
-                    raise ValueError("atom keys")
-                payload = _normalise(term)
+                # spec 39: atom keys get 4002
+                payload = _etf.loads(raw, reject_atom_keys=True)
             else:
                 payload = json_loads(raw)
         except Exception:
@@ -996,9 +973,9 @@ class GatewayServer:
             return
         self.sent.append(payload)
         if self.encoding == "etf":
-            import erlpack
+            from .. import _etf
 
-            raw: bytes = erlpack.pack(_atom_keys(payload))
+            raw: bytes = _etf.dumps(payload, atom_keys=True)  # as Discord does (spec 39)
         else:
             raw = json_dumps(payload)
         if self.compress == "zlib-stream":

@@ -1,0 +1,236 @@
+"""The asyncio adapter over real loopback sockets against the local gateway.
+
+Every scenario checks the promise: each dispatch the server sent in a session
+arrives exactly once, in order, whatever failed in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from discord_gateway import AuthenticationFailed, Dispatch, Event, Ready, Resumed
+from discord_gateway.adapters.asyncio import Shard
+from discord_gateway.testing import (
+    AfterDispatches,
+    ConnectionFaults,
+    LocalGateway,
+    ResetConnection,
+    SendInvalidSession,
+    SendReconnect,
+    ServerConfig,
+    Stall,
+    serve,
+    tls_contexts,
+)
+
+INTERVAL = 0.2  # seconds: short heartbeats keep these tests fast
+CONFIG = ServerConfig(heartbeat_interval=INTERVAL)
+
+
+def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:
+    asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class Bot:
+    """Runs a Shard and records what it yields."""
+
+    def __init__(self, gateway: LocalGateway, tls: Any = None, **options: Any) -> None:
+        options.setdefault("rng", random.Random(0))
+        options.setdefault("close_timeout", 0.5)
+        self.shard = Shard(
+            options.pop("token", gateway.token),
+            intents=513,
+            url=gateway.url,
+            ssl_context=tls,
+            **options,
+        )
+        self.events: list[Event] = []
+        self.error: BaseException | None = None
+
+    async def consume(self) -> None:
+        try:
+            async for event in self.shard:
+                self.events.append(event)
+        except Exception as exc:
+            self.error = exc
+
+    def tests(self) -> list[int]:
+        return [e.data["i"] for e in self.events if isinstance(e, Dispatch) and e.name == "TEST"]
+
+    def count(self, kind: type[Event]) -> int:
+        return sum(1 for e in self.events if isinstance(e, kind))
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def scenario(
+    tls: bool,
+    faults: list[ConnectionFaults] | None,
+    body: Callable[[LocalGateway, Bot], Coroutine[Any, Any, None]],
+    **options: Any,
+) -> None:
+    contexts = tls_contexts() if tls else None
+    async with serve(
+        CONFIG, ssl_context=contexts.server if contexts else None, faults=faults
+    ) as gateway:
+        bot = Bot(gateway, contexts.client if contexts else None, **options)
+        async with bot.shard:
+            consumer = asyncio.create_task(bot.consume())
+            await until(lambda: bot.count(Ready) == 1)
+            await body(gateway, bot)
+        await asyncio.wait_for(consumer, 5)
+        assert bot.error is None, bot.error
+
+
+async def push(gateway: LocalGateway, first: int, last: int) -> None:
+    for i in range(first, last):
+        gateway.dispatch("TEST", {"i": i})
+        await asyncio.sleep(0.005)
+
+
+TLS = [pytest.param(False, id="ws"), pytest.param(True, id="wss")]
+
+
+@pytest.mark.parametrize("tls", TLS)
+def test_identify_ready_dispatches_and_heartbeats(tls: bool) -> None:
+    async def body(gateway: LocalGateway, bot: Bot) -> None:
+        await push(gateway, 0, 20)
+        await until(lambda: len(bot.tests()) == 20)
+        await until(lambda: gateway.connections[0].heartbeats >= 2)  # heartbeating
+        assert bot.tests() == list(range(20))
+        assert bot.shard.connection.latency is not None
+
+    run(scenario(tls, None, body))
+
+
+@pytest.mark.parametrize("tls", TLS)
+def test_server_reconnect_resumes_with_replay(tls: bool) -> None:
+    faults = [ConnectionFaults(script=((AfterDispatches(3), SendReconnect()),))]
+
+    async def body(gateway: LocalGateway, bot: Bot) -> None:
+        await push(gateway, 0, 30)
+        await until(lambda: len(bot.tests()) == 30 and bot.count(Resumed) == 1)
+        assert bot.tests() == list(range(30))
+        second = gateway.connections[1]
+        ops = [r.op for r in second.received]
+        assert 6 in ops and 2 not in ops  # RESUME, never IDENTIFY
+        assert second.target.startswith("/")
+
+    run(scenario(tls, faults, body))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [pytest.param(ResetConnection(), id="reset"), pytest.param(Stall(), id="stall")],
+)
+@pytest.mark.parametrize("tls", TLS)
+def test_lost_or_stalled_connection_resumes(tls: bool, fault: Any) -> None:
+    faults = [ConnectionFaults(script=((AfterDispatches(4), fault),))]
+
+    async def body(gateway: LocalGateway, bot: Bot) -> None:
+        await push(gateway, 0, 12)
+        await until(lambda: len(bot.tests()) == 12 and bot.count(Resumed) == 1)
+        assert bot.tests() == list(range(12))
+        assert len(gateway.connections) == 2
+
+    run(scenario(tls, faults, body))
+
+
+def test_dropped_acks_are_a_zombie_that_resumes() -> None:
+    faults = [ConnectionFaults(drop_heartbeat_acks=1.0)]
+
+    async def body(gateway: LocalGateway, bot: Bot) -> None:
+        await push(gateway, 0, 5)
+        await until(lambda: bot.count(Resumed) == 1)
+        await push(gateway, 5, 10)
+        await until(lambda: len(bot.tests()) == 10)
+        assert bot.tests() == list(range(10))
+        first = gateway.connections[0]
+        assert first.close_code is not None and first.close_code not in (1000, 1001)
+
+    run(scenario(False, faults, body))
+
+
+def test_invalid_session_starts_a_new_session() -> None:
+    faults = [ConnectionFaults(script=((AfterDispatches(2), SendInvalidSession(False)),))]
+
+    async def body(gateway: LocalGateway, bot: Bot) -> None:
+        await push(gateway, 0, 2)
+        await until(lambda: bot.count(Ready) == 2, timeout=10)  # after the 1-5 s wait
+        assert [r.op for r in gateway.connections[1].received].count(2) == 1
+        before = bot.tests()  # what the lost session delivered before op 9
+        await push(gateway, 2, 6)
+        await until(lambda: bot.tests()[-4:] == [2, 3, 4, 5])
+        assert bot.tests() == before + [2, 3, 4, 5]  # nothing twice, nothing resent
+
+    run(scenario(False, faults, body), timeout=25)
+
+
+def test_bad_token_raises_authentication_failed() -> None:
+    async def main() -> None:
+        async with serve(CONFIG) as gateway:
+            bot = Bot(gateway, token="wrong")
+            async with bot.shard:
+                await asyncio.wait_for(bot.consume(), 5)
+            assert isinstance(bot.error, AuthenticationFailed)
+            assert bot.error.code == 4004
+            assert len(gateway.connections) == 1  # never reconnected
+
+    run(main())
+
+
+def test_close_sends_1000_and_ends_the_session() -> None:
+    async def main() -> None:
+        async with serve(CONFIG) as gateway:
+            bot = Bot(gateway)
+            async with bot.shard:
+                consumer = asyncio.create_task(bot.consume())
+                await until(lambda: bot.count(Ready) == 1)
+            await asyncio.wait_for(consumer, 5)
+            server = gateway.connections[0]
+            await gateway.wait_for(lambda: server.close_code is not None)
+            assert server.close_code == 1000
+            assert server.closed_by == "client"
+            assert not gateway.store.sessions  # 1000 destroyed it (spec 30)
+
+    run(main())
+
+
+def test_cancelling_the_consumer_never_leaks_the_socket() -> None:
+    async def main() -> None:
+        async with serve(CONFIG) as gateway:
+            bot = Bot(gateway)
+            task = asyncio.create_task(_run_forever(bot))
+            await until(lambda: bot.count(Ready) == 1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            server = gateway.connections[0]
+            await gateway.wait_for(lambda: server.closed_by is not None)
+
+    run(main())
+
+
+async def _run_forever(bot: Bot) -> None:
+    async with bot.shard:
+        await bot.consume()
+
+
+def test_send_a_command() -> None:
+    async def body(gateway: LocalGateway, bot: Bot) -> None:
+        await bot.shard.send(3, {"since": None, "activities": [], "status": "idle", "afk": False})
+        server = gateway.connections[0]
+        await until(lambda: any(r.op == 3 for r in server.received))
+
+    run(scenario(False, None, body))

@@ -172,7 +172,7 @@ def test_invalid_session_starts_a_new_session() -> None:
         before = bot.tests()  # what the lost session delivered before op 9
         await push(gateway, 2, 6)
         await until(lambda: bot.tests()[-4:] == [2, 3, 4, 5])
-        assert bot.tests() == before + [2, 3, 4, 5]  # nothing twice, nothing resent
+        assert bot.tests() == [*before, 2, 3, 4, 5]  # nothing twice, nothing resent
 
     run(scenario(False, faults, body), timeout=25)
 

@@ -107,13 +107,47 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seconds", type=float, default=6.0, help="how long the demo runs (default 6)"
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.seconds)
+
+
+def _connect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--intents", type=int, default=513, help="gateway intents (default 513: GUILDS|MESSAGES)"
+    )
+    parser.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    parser.add_argument(
+        "--api-base",
+        default="https://discord.com/api/v10",
+        help="REST base URL for GET /gateway/bot (the local server has one too)",
+    )
+
+
+def _connect(args: argparse.Namespace) -> int:
+    from .demo import run_connect
+
+    return run_connect(intents=args.intents, seconds=args.seconds, api_base=args.api_base)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "demo": ("run the offline demo against the embedded local gateway", _demo),
+    "connect": ("connect to the real Discord gateway with DISCORD_TOKEN", _connect),
     "diagram": ("print the lifecycle state diagram (mermaid)", _diagram),
     "serve": ("run a local Discord gateway on 127.0.0.1 for offline tests", _serve),
 }
 
 #: Options of the commands that take some.
 ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "demo": _demo_arguments,
+    "connect": _connect_arguments,
     "serve": _serve_arguments,
 }
 

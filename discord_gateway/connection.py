@@ -384,7 +384,8 @@ class DiscordConnection:
 
     def _fire(self, trigger: Trigger) -> None:
         before = self._lifecycle.fire(trigger)
-        self._log.info("gateway state %s -> %s", before.value, self._lifecycle.state.value)
+        if before is not self._lifecycle.state:
+            self._log.info("gateway state %s -> %s", before.value, self._lifecycle.state.value)
 
     # -- Timers --------------------------------------------------------------
 
@@ -918,7 +919,7 @@ class DiscordConnection:
         peer_closed = ws_state is ConnectionState.REMOTE_CLOSING
         reply = self._ws.send(event.response()) if peer_closed else None
         code = event.code
-        self._log.info("WebSocket closed: %s %s", int(code), event.reason or "")
+        self._log.info("WebSocket closed: %s (%s)", int(code), event.reason or "no reason")
         self._connection_ended(int(code), peer_closed=peer_closed or self._close_sent_code is None)
         raise CloseDiscordConnection(reply, int(code), event.reason or None)
 

@@ -12,7 +12,7 @@ task runs the recovery loop: ``reconnect()`` backoff, then RESUME on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -114,12 +114,25 @@ class _GatewayProtocol(asyncio.Protocol):
         shard = self._shard
         for event in self._conn.events():
             if isinstance(event, Hello):
-                self.write(shard.options.greeting(self._conn, self._loop.time()))
+                if self._conn.should_resume or shard._before_identify is None:
+                    self.write(shard.options.greeting(self._conn, self._loop.time()))
+                else:  # IDENTIFY waits for its turn (spec 21); RESUME never does
+                    self._loop.create_task(self._identify_when_allowed(shard._before_identify))
             elif isinstance(event, (Ready, Resumed)):
                 shard._ready.set()
             shard._deliver(event)
         if self._conn.state not in SENDING_STATES:
             shard._ready.clear()
+
+    async def _identify_when_allowed(self, gate: Callable[[Shard], Awaitable[None]]) -> None:
+        try:
+            await gate(self._shard)
+        except GatewayError as err:  # e.g. no session starts left today
+            self._shard._stop(err)
+            self.abort()
+            return
+        if not self.done.done() and self._conn.state is State.HELLO:
+            self._step(lambda now: [self._shard.options.greeting(self._conn, now)])
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -164,9 +177,12 @@ class Shard:
         *,
         intents: int,
         url: str = "wss://gateway.discord.gg",
+        before_identify: Callable[[Shard], Awaitable[None]] | None = None,
         **options: Any,
     ) -> None:
         self.options = ShardOptions(token=token, intents=intents, url=url, **options)
+        # Awaited before each IDENTIFY (not RESUME): ShardManager's concurrency gate.
+        self._before_identify = before_identify
         self.connection: DiscordConnection = self.options.new_connection()
         self._events: asyncio.Queue[Event | _Stop] = asyncio.Queue()
         self._ready = asyncio.Event()

@@ -1,0 +1,197 @@
+"""``ShardManager``: every shard of one bot in one asyncio event loop.
+
+It asks ``GET /gateway/bot`` for the URL, the recommended shard count and the
+session start limit (spec 46), starts one asyncio :class:`Shard` per shard id,
+and paces every IDENTIFY - at start-up and after a lost session - through the
+pure :class:`IdentifyScheduler` (spec 20, 21, 60). Events come out tagged with
+their shard id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..events import Event, InvalidSession, Ready
+from ..opcodes import Opcode
+from ..sharding import GatewayBotInfo, IdentifyScheduler
+from .asyncio import Shard
+
+__all__ = ("ShardEvent", "ShardManager")
+
+DISCORD_API = "https://discord.com/api/v10"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardEvent:
+    """An event and the shard that received it."""
+
+    shard_id: int
+    event: Event
+
+
+class _Done:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class ShardManager:
+    """Run ``shard_count`` shards (default: Discord's recommendation).
+
+    ``async with ShardManager(token, intents=...) as bot: async for item in bot:``
+    yields :class:`ShardEvent`. If any shard stops with a fatal error (bad token,
+    disallowed intents, no session starts left) iteration raises it.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        intents: int,
+        shard_count: int | None = None,
+        shard_ids: list[int] | None = None,
+        url: str | None = None,
+        max_concurrency: int | None = None,
+        api_base: str = DISCORD_API,
+        **shard_options: Any,
+    ) -> None:
+        if shard_count is not None and shard_count < 1:
+            raise ConfigurationError(f"shard_count must be >= 1, not {shard_count}")
+        self._token = token
+        self._intents = intents
+        self._shard_count = shard_count
+        self._shard_ids = shard_ids
+        self._url = url
+        self._max_concurrency = max_concurrency
+        self._api_base = api_base
+        self._options = shard_options
+        self.shards: dict[int, Shard] = {}
+        self.info: GatewayBotInfo | None = None
+        self.scheduler: IdentifyScheduler | None = None
+        self._events: asyncio.Queue[ShardEvent | _Done] = asyncio.Queue()
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<ShardManager {len(self.shards)} shards>"
+
+    async def __aenter__(self) -> ShardManager:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        url, count, concurrency = self._url, self._shard_count, self._max_concurrency
+        if url is None or count is None:
+            from ..demo import get_gateway_bot
+
+            self.info = await loop.run_in_executor(
+                None, get_gateway_bot, self._token, self._api_base
+            )
+            url = url or self.info.url
+            count = count or self.info.shards
+            self.scheduler = IdentifyScheduler.from_session_start_limit(
+                self.info.session_start_limit, loop.time()
+            )
+        else:
+            self.scheduler = IdentifyScheduler(concurrency or 1)
+        ids = self._shard_ids if self._shard_ids is not None else list(range(count))
+        for shard_id in ids:
+            if not 0 <= shard_id < count:
+                raise ConfigurationError(f"shard id {shard_id} is not in 0..{count - 1}")
+            self.shards[shard_id] = Shard(
+                self._token,
+                intents=self._intents,
+                url=url,
+                shard=(shard_id, count),
+                before_identify=self._gate,
+                **self._options,
+            )
+        self._tasks.append(loop.create_task(self._schedule()))
+        for shard_id, shard in self.shards.items():
+            shard.start()
+            self._tasks.append(loop.create_task(self._forward(shard_id, shard)))
+
+    async def _gate(self, shard: Shard) -> None:
+        """Wait for this shard's turn to IDENTIFY."""
+        assert self.scheduler is not None and shard.options.shard is not None
+        shard_id = shard.options.shard[0]
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        stale = self._waiting.pop(shard_id, None)
+        if stale is not None:  # that connection died while it waited
+            stale.cancel()
+        self.scheduler.cancel(shard_id)
+        self.scheduler.request(shard_id, loop.time())
+        self._waiting[shard_id] = future
+        self._wake.set()
+        await future
+
+    async def _schedule(self) -> None:
+        assert self.scheduler is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            for shard_id in self.scheduler.poll(loop.time()):
+                future = self._waiting.pop(shard_id, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+            deadline = self.scheduler.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _forward(self, shard_id: int, shard: Shard) -> None:
+        assert self.scheduler is not None
+        loop = asyncio.get_running_loop()
+        error: BaseException | None = None
+        try:
+            async for event in shard:
+                if isinstance(event, (Ready, InvalidSession)):
+                    # spec 60: the identify was answered; free the bucket slot.
+                    self.scheduler.released(shard_id, loop.time())
+                    self._wake.set()
+                self._events.put_nowait(ShardEvent(shard_id, event))
+        except Exception as exc:
+            error = exc
+        if error is not None:
+            self._events.put_nowait(_Done(error))
+
+    def __aiter__(self) -> ShardManager:
+        return self
+
+    async def __anext__(self) -> ShardEvent:
+        item = await self._events.get()
+        if isinstance(item, _Done):
+            self._events.put_nowait(item)
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        return item
+
+    async def send(self, shard_id: int, op: Opcode | int, data: Any) -> None:
+        await self.shards[shard_id].send(op, data)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(shard.close() for shard in self.shards.values()))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for future in self._waiting.values():
+            future.cancel()
+        self._events.put_nowait(_Done(None))

@@ -31,7 +31,8 @@ def test_sixteen_shards_identify_in_paced_buckets() -> None:
                 assert bot.info is not None and bot.info.shards == SHARDS
                 async for item in bot:
                     events.append(item)
-                    if sum(isinstance(e.event, Ready) for e in events) == SHARDS:
+                    names = [getattr(e.event, "name", None) for e in events]
+                    if names.count("READY") == SHARDS and names.count("GUILD_CREATE") == SHARDS:
                         break
             assert not [e for e in events if isinstance(e.event, InvalidSession)]
             ready_shards = sorted(e.shard_id for e in events if isinstance(e.event, Ready))

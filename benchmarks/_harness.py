@@ -241,8 +241,11 @@ def time_wsproto_floor(stream: Stream, data: list[bytes]) -> tuple[float, int]:
                 if ev.message_finished:
                     if parts:
                         parts.append(ev.data)
-                        decode(b"".join(parts) if isinstance(ev.data, bytes | bytearray)
-                               else "".join(parts))
+                        decode(
+                            b"".join(parts)
+                            if isinstance(ev.data, bytes | bytearray)
+                            else "".join(parts)
+                        )
                         parts.clear()
                     else:
                         decode(ev.data)

@@ -48,12 +48,16 @@ ENCODINGS: dict[str, tuple[str, str | None]] = {
 
 Payload = dict[str, Any]
 
-_WORDS = (
-    "the quick brown fox jumps over lazy dog gateway shard heartbeat resume "
-    "guild channel message reaction presence typing voice thread emoji sticker "
-    "role member permission invite webhook embed attachment lol ok yes no maybe "
-    "tomorrow tonight game ranked queue patch notes server boost nitro"
-).split()
+_WORDS = tuple(
+    " ".join(
+        (
+            "the quick brown fox jumps over lazy dog gateway shard heartbeat resume",
+            "guild channel message reaction presence typing voice thread emoji sticker",
+            "role member permission invite webhook embed attachment lol ok yes no maybe",
+            "tomorrow tonight game ranked queue patch notes server boost nitro",
+        )
+    ).split(" ")
+)
 _EMOJIS = ("🔥", "👍", "😂", "❤️", "🎉", "👀", "✅", "😭")
 _STATUSES = ("online", "idle", "dnd", "offline")
 

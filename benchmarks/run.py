@@ -14,6 +14,7 @@ slow phases of a noisy machine hit every implementation alike. See README.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -269,7 +270,10 @@ def scaling(
     corpus_dir: Path, ours: Worker, seed: Worker | None, quick: bool, repeat: int
 ) -> list[dict[str, Any]]:
     print("\n## Scaling: one big message in small reads (time per wire byte should stay flat)")
-    head = f"{'stream':<24} {'read':>4} {'wire':>9} {'raw':>9}  {'impl':<6} {'seconds':>8} {'ns/byte':>8}"
+    head = (
+        f"{'stream':<24} {'read':>4} {'wire':>9} {'raw':>9}  {'impl':<6} "
+        f"{'seconds':>8} {'ns/byte':>8}"
+    )
     print(head)
     print("-" * len(head))
     rows = []
@@ -333,8 +337,8 @@ def profile(corpus_dir: Path) -> None:
 def e2e() -> dict[str, Any]:
     print("\n## End-to-end: asyncio adapter, 100k events from the local server over loopback")
     try:
-        import discord_gateway.adapters.asyncio  # type: ignore[import-not-found]  # noqa: F401
-        import discord_gateway.testing  # type: ignore[import-not-found]  # noqa: F401
+        importlib.import_module("discord_gateway.adapters.asyncio")
+        importlib.import_module("discord_gateway.testing")
     except ImportError as exc:
         # TODO(e2e): once the asyncio adapter and discord_gateway.testing's local server
         # land, start the server on 127.0.0.1, have it send 100k small dispatches
@@ -369,8 +373,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         built: dict[str, list[Stream]] = {}
         for name in ("small", "burst"):
-            if name in sections or (name == "small" and "memory" in sections) or (
-                "profile" in sections
+            if (
+                name in sections
+                or (name == "small" and "memory" in sections)
+                or ("profile" in sections)
             ):
                 built[name] = corpus.build_streams(name, quick=args.quick)
                 for s in built[name]:
@@ -382,8 +388,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"# ours: {ours.info['module']}")
         if seed is not None:
             print(f"# 0.4.0: {seed.info['module']}")
-        print(f"# min of {repeat} interleaved repeats; ratios are time ratios (lower is better "
-              "for ours/...; 0.4.0/ours > 1 means ours is faster)")
+        print(
+            f"# min of {repeat} interleaved repeats; ratios are time ratios (lower is better "
+            "for ours/...; 0.4.0/ours > 1 means ours is faster)"
+        )
         try:
             for name, title in (("small", "Small dispatches"), ("burst", "Startup burst")):
                 if name in sections:

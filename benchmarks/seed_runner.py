@@ -47,7 +47,7 @@ class Worker:
         if op == "info":
             import discord_gateway
 
-            label, cls = h.implementation()
+            label, _ = h.implementation()
             return {"impl": label, "module": discord_gateway.__file__, "python": sys.version}
         if op == "drop":
             self.streams.clear()

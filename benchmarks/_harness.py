@@ -285,3 +285,73 @@ def idle_memory(stream: Stream, n: int) -> dict[str, Any]:
         "peak_per_conn": (peak - base) / n,
         "top": top,
     }
+
+
+# -- optional speedups: decoders alone -----------------------------------------------
+
+
+def _min_time(fn: Callable[[], Any], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def codec_timings(zlib_s: Stream, zstd_s: Stream, json_s: Stream, repeat: int) -> dict[str, Any]:
+    """Seconds for every message of a corpus through each available inflater / decoder.
+
+    Streams are decoded whole (prelude included) so each context sees its full stream.
+    """
+    out: dict[str, Any] = {}
+    inflaters: dict[str, Callable[[], Any]] = {"zlib": zlib.decompressobj}
+    try:
+        from zlib_ng import zlib_ng
+
+        inflaters["zlib_ng"] = zlib_ng.decompressobj
+    except ImportError:
+        pass
+    try:
+        from isal import isal_zlib
+
+        inflaters["isal"] = isal_zlib.decompressobj
+    except ImportError:
+        pass
+    for name, factory in inflaters.items():
+
+        def run_inflate(factory: Callable[[], Any] = factory) -> None:
+            inflate = factory().decompress
+            for p in zlib_s.payloads:
+                inflate(p)
+
+        out[f"inflate:{name}"] = _min_time(run_inflate, repeat)
+    try:
+        import zstandard
+
+        def run_zstd() -> None:
+            inflate = zstandard.ZstdDecompressor().decompressobj().decompress
+            for p in zstd_s.payloads:
+                inflate(p)
+
+        out["inflate:zstd"] = _min_time(run_zstd, repeat)
+    except ImportError:
+        pass
+    decoders: dict[str, Callable[[Any], Any]] = {"json": json.loads}
+    try:
+        import orjson
+
+        decoders["orjson"] = orjson.loads
+    except ImportError:
+        pass
+    for name, loads in decoders.items():
+
+        def run_decode(loads: Callable[[Any], Any] = loads) -> None:
+            for p in json_s.payloads:
+                loads(p)
+
+        out[f"decode:{name}"] = _min_time(run_decode, repeat)
+    out["messages"] = len(json_s.payloads)
+    out["raw_bytes"] = sum(json_s.raw_sizes)
+    return out

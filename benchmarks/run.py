@@ -3,7 +3,7 @@
     cd <repo> && PYTHONPATH=. .venv/bin/python benchmarks/run.py [--quick] [--only SECTION]
                                                                   [--repeat N] [--json FILE]
 
-Sections: small, burst, memory, scaling, profile, e2e (default: all but profile).
+Sections: small, burst, memory, scaling, codecs, profile, e2e (default: all but profile).
 Both implementations run in worker subprocesses (``seed_runner.py``): ours with
 this interpreter and PYTHONPATH, discord-gateway 0.4.0 from ``benchmarks/.venv-seed``
 (created on first use; ``--no-seed`` skips it). Workers are asked in turn, one at a
@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SEED_VENV = HERE / ".venv-seed"
 SEED_PACKAGES = ("discord-gateway==0.4.0", "orjson", "erlpack")
+EXTRAS_VENV = HERE / ".venv-extras"
+EXTRAS_PACKAGES = ("wsproto", "orjson", "zstandard", "zlib-ng", "isal")
 
 if str(ROOT) not in sys.path:  # `python benchmarks/run.py` without PYTHONPATH
     sys.path.insert(0, str(ROOT))
@@ -35,8 +37,8 @@ if str(ROOT) not in sys.path:  # `python benchmarks/run.py` without PYTHONPATH
 from benchmarks import corpus  # noqa: E402
 from benchmarks._harness import Stream  # noqa: E402
 
-SECTIONS = ("small", "burst", "memory", "scaling", "profile", "e2e")
-DEFAULT_SECTIONS = ("small", "burst", "memory", "scaling", "e2e")
+SECTIONS = ("small", "burst", "memory", "scaling", "codecs", "profile", "e2e")
+DEFAULT_SECTIONS = ("small", "burst", "memory", "scaling", "codecs", "e2e")
 READ_SIZES = {"16K": 16384, "64K": 65536, "frame": 0}
 
 
@@ -47,24 +49,26 @@ def log(msg: str) -> None:
 # -- workers -----------------------------------------------------------------------
 
 
-def seed_python(create: bool) -> Path | None:
-    """The seed venv's python, creating the venv on demand (needs PyPI)."""
-    py = SEED_VENV / "bin" / "python"
+def venv_python(venv: Path, packages: tuple[str, ...], create: bool) -> Path | None:
+    """A benchmark venv's python, creating the venv on demand (needs PyPI)."""
+    py = venv / "bin" / "python"
     if py.exists():
         return py
     if not create:
         return None
-    log(f"creating {SEED_VENV} with {' '.join(SEED_PACKAGES)} ...")
+    log(f"creating {venv} with {' '.join(packages)} ...")
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(SEED_VENV)], check=True)
-        subprocess.run(
-            [str(SEED_VENV / "bin" / "pip"), "install", "-q", *SEED_PACKAGES],
-            check=True,
-        )
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *packages], check=True)
     except (subprocess.CalledProcessError, OSError) as exc:
-        log(f"could not create the seed venv ({exc}): 0.4.0 figures skipped")
+        log(f"could not create {venv} ({exc}): its figures are skipped")
         return None
     return py
+
+
+def seed_python(create: bool) -> Path | None:
+    """The seed venv (discord-gateway 0.4.0)."""
+    return venv_python(SEED_VENV, SEED_PACKAGES, create)
 
 
 def worker_env(ours: bool) -> dict[str, str]:
@@ -113,8 +117,10 @@ def one_shot(python: Path | str, corpus_dir: Path, ours: bool, *args: str) -> st
         capture_output=True,
         text=True,
         env=worker_env(ours),
-        check=True,
+        check=False,
     )
+    if out.returncode:
+        raise RuntimeError(f"{python} seed_runner.py {' '.join(args)} failed:\n{out.stderr}")
     return out.stdout
 
 
@@ -325,6 +331,35 @@ def scaling(
     return rows
 
 
+# -- optional speedups --------------------------------------------------------------
+
+
+def codecs(corpus_dir: Path, create: bool, repeat: int) -> dict[str, Any]:
+    """Inflaters and decoders alone, for choosing the optional extras by measurement."""
+    print("\n## Optional speedups: inflate / decode alone (min of repeats; speedup vs stdlib)")
+    py = venv_python(EXTRAS_VENV, EXTRAS_PACKAGES, create)
+    if py is None:
+        print(f"skipped: no {EXTRAS_VENV}")
+        return {}
+    out: dict[str, Any] = {}
+    for name in ("small", "burst"):
+        res = json.loads(one_shot(py, corpus_dir, False, "codecs", name, str(repeat)))
+        out[name] = res
+        mb = res["raw_bytes"] / 1e6
+        parts = []
+        for key in ("inflate:zlib_ng", "inflate:isal", "inflate:zstd"):
+            if key in res:
+                parts.append(f"{key.split(':')[1]} x{res['inflate:zlib'] / res[key]:.2f}")
+        if "decode:orjson" in res:
+            parts.append(f"orjson x{res['decode:json'] / res['decode:orjson']:.2f} vs json")
+        print(
+            f"{name:<6} {res['messages']:>6} msgs {mb:6.1f} MB: zlib inflate "
+            f"{res['inflate:zlib'] * 1e3:7.1f} ms, json {res['decode:json'] * 1e3:7.1f} ms, "
+            f"orjson {res.get('decode:orjson', float('nan')) * 1e3:7.1f} ms | " + ", ".join(parts)
+        )
+    return out
+
+
 # -- profile / e2e -------------------------------------------------------------------
 
 
@@ -376,7 +411,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if (
                 name in sections
                 or (name == "small" and "memory" in sections)
-                or ("profile" in sections)
+                or "profile" in sections
+                or "codecs" in sections
             ):
                 built[name] = corpus.build_streams(name, quick=args.quick)
                 for s in built[name]:
@@ -405,6 +441,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results["scaling"] = scaling(
                     corpus_dir, ours, seed, args.quick, 1 if args.quick else min(repeat, 2)
                 )
+            if "codecs" in sections:
+                results["codecs"] = codecs(corpus_dir, not args.quick, repeat)
             if "profile" in sections:
                 profile(corpus_dir)
             if "e2e" in sections:

@@ -11,6 +11,7 @@ Commands:
         {"op": "info"}   {"op": "quit"}
     seed_runner.py CORPUS_DIR memory STREAM N
     seed_runner.py CORPUS_DIR profile STREAM CHUNK   (cProfile of the client, top functions)
+    seed_runner.py CORPUS_DIR codecs CORPUS REPEAT   (inflaters/decoders alone; any venv)
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ def main(argv: list[str]) -> None:
         print(json.dumps(h.idle_memory(worker.stream(argv[2]), int(argv[3]))))
     elif cmd == "profile":
         profile(worker, argv[2], int(argv[3]))
+    elif cmd == "codecs":  # needs no discord_gateway: run by the extras venv
+        corpus, repeat = argv[2], int(argv[3])
+        streams = [
+            worker.stream(f"{corpus}/{fmt}") for fmt in ("zlib-stream", "zstd-stream", "json")
+        ]
+        print(json.dumps(h.codec_timings(*streams, repeat)))
     else:
         raise SystemExit(f"unknown command {cmd!r}")
 

@@ -135,7 +135,12 @@ def _best(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def throughput(
-    streams: list[Stream], reads: dict[str, int], ours: Worker, seed: Worker | None, repeat: int
+    streams: list[Stream],
+    reads: dict[str, int],
+    ours: Worker,
+    seed: Worker | None,
+    repeat: int,
+    gc_off: bool = False,
 ) -> list[dict[str, Any]]:
     rows = []
     for stream in streams:
@@ -144,9 +149,10 @@ def throughput(
             r: {"wsproto": [], "ours": [], "0.4.0": []} for r in reads
         }
         for _ in range(repeat):
-            floor_runs.append(ours.ask({"op": "time", "kind": "floor", "stream": stream.name}))
+            floor = {"op": "time", "kind": "floor", "stream": stream.name, "gc_off": gc_off}
+            floor_runs.append(ours.ask(floor))
             for read, size in reads.items():
-                cmd = {"op": "time", "stream": stream.name, "chunk": size}
+                cmd = {"op": "time", "stream": stream.name, "chunk": size, "gc_off": gc_off}
                 runs = per_read[read]
                 runs["wsproto"].append(ours.ask({**cmd, "kind": "wsproto"}))
                 runs["ours"].append(ours.ask({**cmd, "kind": "client"}))
@@ -395,12 +401,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeat", type=int, default=None, help="interleaved rounds (default 5)")
     ap.add_argument("--memory-n", type=int, default=None, help="idle connections (default 1000)")
     ap.add_argument("--no-seed", action="store_true", help="skip discord-gateway 0.4.0")
+    ap.add_argument(
+        "--gc",
+        choices=("on", "off"),
+        default="on",
+        help="cyclic GC during timed regions of small/burst (off: less noise on the burst)",
+    )
     ap.add_argument("--json", type=Path, help="also write all results as JSON here")
     args = ap.parse_args(argv)
     sections = tuple(args.only or DEFAULT_SECTIONS)
     repeat = args.repeat or (1 if args.quick else 5)
     reads = {"64K": 65536, "frame": 0} if args.quick else READ_SIZES
-    results: dict[str, Any] = {"quick": args.quick, "repeat": repeat, "sections": sections}
+    results: dict[str, Any] = {
+        "quick": args.quick,
+        "repeat": repeat,
+        "sections": sections,
+        "gc": args.gc,
+    }
 
     seed_py = None if args.no_seed else seed_python(create=not args.quick)
     with tempfile.TemporaryDirectory(prefix="dg-bench-") as tmp:
@@ -425,13 +442,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if seed is not None:
             print(f"# 0.4.0: {seed.info['module']}")
         print(
-            f"# min of {repeat} interleaved repeats; ratios are time ratios (lower is better "
-            "for ours/...; 0.4.0/ours > 1 means ours is faster)"
+            f"# gc {args.gc} in timed regions; min of {repeat} interleaved repeats; ratios are "
+            "time ratios (lower is better for ours/...; 0.4.0/ours > 1 means ours is faster)"
         )
         try:
             for name, title in (("small", "Small dispatches"), ("burst", "Startup burst")):
                 if name in sections:
-                    rows = throughput(built[name], reads, ours, seed, repeat)
+                    rows = throughput(built[name], reads, ours, seed, repeat, args.gc == "off")
                     print_throughput(title, rows)
                     results[name] = rows
             if "memory" in sections:

@@ -7,7 +7,8 @@ timing code (``_harness.py``). It never imports the repository itself.
 
 Commands:
     seed_runner.py CORPUS_DIR serve        JSON lines on stdin -> one JSON line out each:
-        {"op": "time", "kind": "client"|"floor"|"wsproto", "stream": NAME, "chunk": N}
+        {"op": "time", "kind": "client"|"floor"|"wsproto", "stream": NAME, "chunk": N,
+         "gc_off": false}
         {"op": "info"}   {"op": "quit"}
     seed_runner.py CORPUS_DIR memory STREAM N
     seed_runner.py CORPUS_DIR profile STREAM CHUNK   (cProfile of the client, top functions)
@@ -58,6 +59,7 @@ class Worker:
             raise ValueError(f"unknown op {op!r}")
         stream = self.stream(cmd["stream"])
         kind = cmd["kind"]
+        h.GC_OFF = bool(cmd.get("gc_off", False))
         if kind == "floor":
             secs, n = h.time_floor(stream)
         elif kind == "wsproto":

@@ -66,7 +66,7 @@ class _Malformed(Exception):
     pass
 
 
-def _binary(data: bytes, pos: int, size: int) -> tuple[bytes, int]:
+def _binary(data: bytes | bytearray, pos: int, size: int) -> tuple[bytes | bytearray, int]:
     end = pos + size
     if end > len(data):
         raise _Malformed(f"{size}-byte field at offset {pos} runs past the end ({len(data)} bytes)")
@@ -77,7 +77,9 @@ def _atom(text: str) -> Any:
     return _ATOMS.get(text, text)
 
 
-def _decode(data: bytes, pos: int, snowflakes: bool, strict: bool = False) -> tuple[Any, int]:
+def _decode(
+    data: bytes | bytearray, pos: int, snowflakes: bool, strict: bool = False
+) -> tuple[Any, int]:
     tag = data[pos]
     pos += 1
     if tag == 116:  # MAP_EXT
@@ -177,7 +179,7 @@ _ATOM_TAGS = frozenset({100, 115, 118, 119})
 
 
 def loads(
-    data: bytes, *, stringify_snowflakes: bool = False, reject_atom_keys: bool = False
+    data: bytes | bytearray, *, stringify_snowflakes: bool = False, reject_atom_keys: bool = False
 ) -> Any:
     """Decode one ETF message (see the module docstring for the normalisation).
 

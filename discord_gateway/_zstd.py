@@ -7,9 +7,11 @@ decompression context for the connection and feed it every message.
 Output is bounded while decompressing, not after: a few kilobytes of zstd can
 expand to gigabytes, so the decompressor must stop as soon as a message
 exceeds ``max_size`` (:class:`PayloadTooLarge`) instead of materialising it
-first. With ``zstandard`` (the ``zstd`` extra) that is a ``stream_writer``
-whose sink refuses to grow past the cap; with the stdlib ``compression.zstd``
-(Python >= 3.14), when present, it is ``max_length``.
+first. With ``zstandard`` (the ``zstd`` extra) input that could expand past
+the room left is fed in pieces small enough that none can (a ``stream_writer``
+looked neater but keeps back output beyond its write size: messages over
+64 KiB came out truncated); with the stdlib ``compression.zstd`` (Python >=
+3.14), when present, it is ``max_length``.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ except ImportError:
 
 __all__ = ("ZstdStreamInflater", "require")
 
-#: Output chunk size of the zstandard stream writer: the most a message can
-#: overshoot ``max_size`` by in memory before it is refused.
-_WRITE_SIZE = 64 * 1024
+#: The most zstd can expand one input byte: an RLE block is described by 4
+#: bytes and stands for up to 128 KiB.
+_MAX_RATIO = 1 << 15
 
 
 def require() -> None:
@@ -65,7 +67,8 @@ class _CappedSink:
         self.size += len(data)
         if self.size > self.cap:
             raise _TooLarge
-        self.parts.append(bytes(data))
+        if data:
+            self.parts.append(data)
         return len(data)
 
 
@@ -81,11 +84,9 @@ class ZstdStreamInflater:
         if _stdlib_zstd is not None:  # pragma: no cover - Python >= 3.14
             self._decompressor = _stdlib_zstd.ZstdDecompressor()
         else:
-            self._decompressor = zstandard.ZstdDecompressor().stream_writer(
-                self._sink, write_size=_WRITE_SIZE, write_return_read=True
-            )
+            self._decompressor = zstandard.ZstdDecompressor().decompressobj()
 
-    def feed(self, data: bytes, message_finished: bool) -> bytes | None:
+    def feed(self, data: bytes | bytearray, message_finished: bool) -> bytes | bytearray | None:
         sink = self._sink
         try:
             if _stdlib_zstd is not None:  # pragma: no cover - Python >= 3.14
@@ -95,7 +96,15 @@ class ZstdStreamInflater:
                 if not self._decompressor.needs_input and not self._decompressor.eof:
                     raise _TooLarge
             else:
-                self._decompressor.write(data)
+                decompress = self._decompressor.decompress
+                if len(data) * _MAX_RATIO <= sink.cap - sink.size:
+                    sink.write(decompress(data))  # the common case: can't overflow
+                else:
+                    view, position = memoryview(data), 0
+                    while position < len(view):
+                        step = max(1, (sink.cap - sink.size) // _MAX_RATIO)
+                        sink.write(decompress(view[position : position + step]))
+                        position += step
         except _TooLarge:
             raise PayloadTooLarge(
                 f"zstd-stream message inflates to more than {self._max_size} bytes"

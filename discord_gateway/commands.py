@@ -92,8 +92,7 @@ def validate_snowflake(value: object, field: str = "snowflake") -> str:
     elif isinstance(value, str):
         if not (0 < len(value) <= _SNOWFLAKE_MAX_DIGITS and value.isascii() and value.isdigit()):
             raise InvalidCommand(
-                f"{field} must be a snowflake (an int or a string of decimal digits), "
-                f"not {value!r}"
+                f"{field} must be a snowflake (an int or a string of decimal digits), not {value!r}"
             )
         number = int(value)
     else:

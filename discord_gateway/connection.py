@@ -57,7 +57,6 @@ from .errors import (
 )
 from .events import (
     CommandsDropped,
-    Dispatch,
     Event,
     HeartbeatAck,
     HeartbeatRequest,
@@ -67,6 +66,7 @@ from .events import (
     Reconnect,
     Resumed,
     UnknownMessage,
+    new_dispatch,
 )
 from .fsm import Lifecycle, State, Trigger
 from .fsm.states import HEARTBEAT_STATES, OPEN_STATES, SENDING_STATES
@@ -882,7 +882,9 @@ class DiscordConnection:
             if isinstance(event, TextMessage):
                 payload = codec.text(event.data, event.message_finished)
             elif isinstance(event, BytesMessage):
-                payload = codec.binary(bytes(event.data), event.message_finished)
+                # zlib, zstd and our ETF decoder take wsproto's bytearray as is:
+                # no copy per message.
+                payload = codec.binary(event.data, event.message_finished)
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
             elif isinstance(event, Ping):
@@ -941,7 +943,7 @@ class DiscordConnection:
         if name == "READY" or name == "RESUMED":
             self._on_session_dispatch(payload, name, seq)
             return
-        self._events.append(Dispatch(name, seq, payload.get("d"), payload))
+        self._events.append(new_dispatch(name, seq, payload.get("d"), payload))
 
     def _on_session_dispatch(self, payload: dict[str, Any], name: str, seq: int | None) -> None:
         data = payload.get("d")

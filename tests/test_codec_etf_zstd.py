@@ -97,8 +97,11 @@ def test_every_message_split_at_every_byte_boundary() -> None:
 
 @settings(max_examples=100)
 @given(
-    st.lists(st.dictionaries(st.text(max_size=5), st.text(max_size=300), max_size=5),
-             min_size=1, max_size=6),
+    st.lists(
+        st.dictionaries(st.text(max_size=5), st.text(max_size=300), max_size=5),
+        min_size=1,
+        max_size=6,
+    ),
     st.data(),
 )
 def test_zstd_stream_any_fragmentation(payloads: list[dict[str, str]], data: st.DataObject) -> None:
@@ -210,7 +213,9 @@ def test_etf_hello_fixture_atoms_become_str_and_nil_none() -> None:
 def test_etf_guild_delete_fixture_small_big_snowflake_is_int() -> None:
     payload = etf_codec().binary((CONSTRUCTED / "guild_delete_dispatch.etf.bin").read_bytes(), True)
     assert payload == {
-        "t": "GUILD_DELETE", "s": 42, "op": 0,
+        "t": "GUILD_DELETE",
+        "s": 42,
+        "op": 0,
         "d": {"id": 41771983444115456, "unavailable": True},
     }
     assert type(payload["t"]) is str  # not an atom subclass
@@ -241,8 +246,15 @@ def _binary_keys_only(data: bytes) -> None:
 
 def test_etf_dumps_writes_string_keys_only() -> None:
     packed, _ = etf_codec().dumps(
-        {"op": 2, "d": {"token": "t", "properties": {"os": "linux"}, "shard": (0, 1),
-                        "presence": {"since": None, "afk": False, "activities": []}}}
+        {
+            "op": 2,
+            "d": {
+                "token": "t",
+                "properties": {"os": "linux"},
+                "shard": (0, 1),
+                "presence": {"since": None, "afk": False, "activities": []},
+            },
+        }
     )
     assert isinstance(packed, bytes)
     _binary_keys_only(packed)
@@ -255,10 +267,14 @@ def test_etf_dumps_sends_tuples_as_lists() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.text()
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.text()
     | st.floats(allow_nan=False),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -341,7 +357,8 @@ def test_malformed_etf_is_a_remote_protocol_error(data: bytes, rule: str) -> Non
 def test_etf_snowflakes_as_str_fixture() -> None:
     data = (CONSTRUCTED / "guild_delete_dispatch.etf.bin").read_bytes()
     assert etf_codec(snowflakes_as_str=True).binary(data, True)["d"] == {
-        "id": "41771983444115456", "unavailable": True
+        "id": "41771983444115456",
+        "unavailable": True,
     }
     assert etf_codec().binary(data, True)["d"]["id"] == 41771983444115456
 
@@ -406,3 +423,27 @@ def test_codec_dumps_etf_size_is_bytes() -> None:
     assert isinstance(packed, bytes) and size == len(packed)
     text, size = Codec("json", None, MAX).dumps({"op": 1, "d": "é" * 10})
     assert isinstance(text, str) and size == len(text.encode()) > len(text)
+
+
+def test_zstd_messages_larger_than_64_kib_come_out_whole() -> None:
+    # Regression: a zstandard stream_writer kept back output past its 64 KiB
+    # write size, so a big GUILD_CREATE was cut off mid-JSON.
+    import json as _json
+    import os as _os
+
+    import zstandard as _zstandard
+
+    from discord_gateway.codec import Codec as _Codec
+
+    compressor = _zstandard.ZstdCompressor().compressobj()
+    codec = _Codec("json", "zstd-stream", 16 * 2**20)
+    for size in (70_000, 400_000):
+        message = {
+            "op": 0,
+            "s": 1,
+            "t": "X",
+            "d": [_os.urandom(8).hex() for _ in range(size // 20)],
+        }
+        raw = _json.dumps(message).encode()
+        frame = compressor.compress(raw) + compressor.flush(_zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        assert codec.binary(bytearray(frame), True) == message

@@ -14,7 +14,6 @@ slow phases of a noisy machine hit every implementation alike. See README.md.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import subprocess
@@ -375,20 +374,52 @@ def profile(corpus_dir: Path) -> None:
         print(one_shot(sys.executable, corpus_dir, True, "profile", name, str(read)))
 
 
-def e2e() -> dict[str, Any]:
-    print("\n## End-to-end: asyncio adapter, 100k events from the local server over loopback")
+def e2e(count: int = 100_000) -> dict[str, Any]:
+    """The asyncio adapter receiving ``count`` events from the local gateway over loopback.
+
+    The server runs in its own process (benchmarks/e2e_server.py), so the
+    client has a core to itself; the figure is events/s from the first dispatch
+    to the last, through TCP, zlib-stream, the core and the adapter's queue.
+    """
+    print(f"\n## End-to-end: asyncio adapter, {count:,} events from the local server over loopback")
+    import asyncio
+    import subprocess
+
+    from discord_gateway import Dispatch
+    from discord_gateway.adapters.asyncio import Shard
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.e2e_server", str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     try:
-        importlib.import_module("discord_gateway.adapters.asyncio")
-        importlib.import_module("discord_gateway.testing")
-    except ImportError as exc:
-        # TODO(e2e): once the asyncio adapter and discord_gateway.testing's local server
-        # land, start the server on 127.0.0.1, have it send 100k small dispatches
-        # (corpus.small_messages) over zlib-stream, receive them with the adapter and
-        # report events/s and the ratio to the in-process 64K figure.
-        print(f"not available yet ({exc})")
-        return {"available": False}
-    print("not available yet (adapter present; the e2e driver is still a TODO)")
-    return {"available": False}
+        assert server.stdout is not None
+        url, token = server.stdout.readline().split()
+
+        async def receive() -> tuple[float, int]:
+            seen = 0
+            first = 0.0
+            async with Shard(token, intents=513, url=url) as shard:
+                async for event in shard:
+                    if isinstance(event, Dispatch) and event.name not in ("READY", "GUILD_CREATE"):
+                        if seen == 0:
+                            first = time.perf_counter()
+                        seen += 1
+                        if seen == count:
+                            break
+            return time.perf_counter() - first, seen
+
+        elapsed, seen = asyncio.run(asyncio.wait_for(receive(), 600))
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(10)
+    rate = seen / elapsed
+    print(f"{seen:,} events in {elapsed:.2f} s: {rate:,.0f} events/s end to end")
+    return {"available": True, "events": seen, "seconds": elapsed, "events_per_s": rate}
 
 
 # -- main ----------------------------------------------------------------------------

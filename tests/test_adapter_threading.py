@@ -9,6 +9,7 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -247,3 +248,17 @@ def test_the_token_is_never_in_a_repr() -> None:
     shard = Shard("secret-token-value", intents=1, url="ws://127.0.0.1:1/")
     assert "secret-token-value" not in repr(shard)
     assert "secret-token-value" not in repr(shard.options)
+
+
+def test_close_while_the_gateway_is_unreachable_is_prompt() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # nothing listens here: connections are refused
+    shard = Shard("token", intents=1, url=f"ws://127.0.0.1:{port}/", rng=random.Random(0))
+    with shard:
+        time.sleep(0.5)  # a few refused attempts, then a backoff sleep
+        assert not shard.wait_ready(0.01)
+        started = time.monotonic()
+    assert time.monotonic() - started < 0.5
+    assert shard._thread is not None and not shard._thread.is_alive()
+    assert list(shard) == []  # the stream just ends

@@ -9,6 +9,7 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -262,3 +263,20 @@ def test_the_token_is_never_in_a_repr() -> None:
     shard = Shard("secret-token-value", intents=1, url="ws://127.0.0.1:1/")
     assert "secret-token-value" not in repr(shard)
     assert "secret-token-value" not in repr(shard.options)
+
+
+def test_close_while_the_gateway_is_unreachable_is_prompt() -> None:
+    async def main() -> None:
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]  # nothing listens here: connections are refused
+        shard = Shard("token", intents=1, url=f"ws://127.0.0.1:{port}/", rng=random.Random(0))
+        async with shard:
+            await trio.sleep(0.5)  # a few refused attempts, then a backoff sleep
+            started = trio.current_time()
+        assert trio.current_time() - started < 0.5
+        assert [event async for event in shard] == []  # the stream just ends
+        with pytest.raises(LocalProtocolError):
+            await shard.wait_ready()
+
+    run(main)

@@ -141,8 +141,14 @@ class Shard:
     # sending ------------------------------------------------------------------------
 
     async def wait_ready(self) -> None:
-        """Wait until the session is ready (READY or RESUMED received)."""
-        await self._ready.wait()
+        """Wait until the session is ready (READY or RESUMED received).
+
+        Raises ``LocalProtocolError`` if the shard is closed (or stops) first.
+        """
+        while not self._ready.is_set():
+            if self._closing or self._stopped:
+                raise LocalProtocolError("the shard is closed")
+            await self._changed.wait()
 
     async def send(self, op: Opcode | int, data: Any) -> None:
         """Send a command once the session can take it (after READY or RESUMED).

@@ -8,6 +8,7 @@ arrives exactly once, in order, whatever failed in between.
 
 from __future__ import annotations
 
+import base64
 import random
 import socket
 import threading
@@ -18,7 +19,8 @@ from typing import Any
 import pytest
 from adapter_scenarios import TLS, Recorder, ThreadedGateway, until
 
-from discord_gateway import AuthenticationFailed, InvalidCommand, Ready, Resumed
+from discord_gateway import AuthenticationFailed, Dispatch, InvalidCommand, Ready, Resumed
+from discord_gateway.adapters import threading as threading_adapter
 from discord_gateway.adapters.threading import Shard
 from discord_gateway.testing import (
     AfterDispatches,
@@ -26,6 +28,7 @@ from discord_gateway.testing import (
     ResetConnection,
     SendInvalidSession,
     SendReconnect,
+    ServerConfig,
     Stall,
 )
 
@@ -262,3 +265,23 @@ def test_close_while_the_gateway_is_unreachable_is_prompt() -> None:
     assert time.monotonic() - started < 0.5
     assert shard._thread is not None and not shard._thread.is_alive()
     assert list(shard) == []  # the stream just ends
+
+
+@pytest.mark.parametrize("tls", TLS)
+def test_large_dispatches_arrive_whole(tls: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reads much smaller than a TLS record leave decrypted bytes inside the
+    # SSLSocket where select() cannot see them: without the pending() check the
+    # rest of a record would wait for the next heartbeat (far away here).
+    monkeypatch.setattr(threading_adapter, "READ_SIZE", 1024)
+    blob = base64.b64encode(random.Random(2).randbytes(200_000)).decode()  # zlib cannot shrink it
+    with ThreadedGateway(tls, config=ServerConfig(heartbeat_interval=60)) as gateway:
+        bot = Bot(gateway, rng=random.Random(1))
+        with bot.shard:
+            bot.consumer.start()
+            until(lambda: bot.count(Ready) == 1)
+            for i in range(3):
+                gateway.dispatch("TEST", {"i": i, "blob": blob})
+            until(lambda: len(bot.tests()) == 3, timeout=3)
+        assert bot.tests() == [0, 1, 2]
+        tests = [e for e in bot.events if isinstance(e, Dispatch) and e.name == "TEST"]
+        assert all(e.data["blob"] == blob for e in tests)

@@ -8,6 +8,7 @@ arrives exactly once, in order, whatever failed in between.
 
 from __future__ import annotations
 
+import base64
 import random
 import socket
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,14 @@ import pytest
 import trio
 from adapter_scenarios import TLS, Recorder, ThreadedGateway
 
-from discord_gateway import AuthenticationFailed, InvalidCommand, LocalProtocolError, Ready, Resumed
+from discord_gateway import (
+    AuthenticationFailed,
+    Dispatch,
+    InvalidCommand,
+    LocalProtocolError,
+    Ready,
+    Resumed,
+)
 from discord_gateway.adapters.trio import Shard
 from discord_gateway.testing import (
     AfterDispatches,
@@ -280,3 +288,19 @@ def test_close_while_the_gateway_is_unreachable_is_prompt() -> None:
             await shard.wait_ready()
 
     run(main)
+
+
+@pytest.mark.parametrize("tls", TLS)
+def test_large_dispatches_arrive_whole(tls: bool) -> None:
+    # Bigger than one read and than one TLS record: partial reads, cancelled waits.
+    blob = base64.b64encode(random.Random(2).randbytes(200_000)).decode()  # zlib cannot shrink it
+
+    async def body(gateway: ThreadedGateway, bot: Bot) -> None:
+        for i in range(3):
+            gateway.dispatch("TEST", {"i": i, "blob": blob})
+        await until(lambda: len(bot.tests()) == 3)
+        assert bot.tests() == [0, 1, 2]
+        tests = [e for e in bot.events if isinstance(e, Dispatch) and e.name == "TEST"]
+        assert all(e.data["blob"] == blob for e in tests)
+
+    run(lambda: scenario(tls, None, body))

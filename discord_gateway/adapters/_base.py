@@ -11,16 +11,25 @@ from __future__ import annotations
 import logging
 import random
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import certifi
 
 from ..connection import DiscordConnection
-from ..errors import GatewayClosed, fatal_close_error
+from ..errors import (
+    CloseDiscordConnection,
+    ConnectionRejected,
+    GatewayClosed,
+    RejectedConnectionData,
+    RemoteProtocolError,
+    fatal_close_error,
+)
+from ..events import Event, Hello
 from ..fsm import State
 
-__all__ = ("ShardOptions", "default_ssl_context")
+__all__ = ("ShardOptions", "Step", "default_ssl_context", "step", "stop_error")
 
 LOG = logging.getLogger("discord_gateway")
 #: How many bytes one read asks for.
@@ -89,3 +98,55 @@ def stop_error(conn: DiscordConnection) -> GatewayClosed | None:
     if conn.state is State.CLOSED and conn.fatal_close_code is not None:
         return fatal_close_error(conn.fatal_close_code)
     return None
+
+
+@dataclass(slots=True)
+class Step:
+    """What one core call asks of a loop.
+
+    ``out``: bytes to write, in order. ``events``: to hand to the user.
+    ``alive``: False once this socket is finished (close it, go back to the
+    recovery loop).
+    """
+
+    out: list[bytes]
+    events: list[Event]
+    alive: bool
+
+
+def step(
+    options: ShardOptions,
+    conn: DiscordConnection,
+    call: Callable[[float], list[bytes]],
+    now: float,
+) -> Step:
+    """Run one core call at ``now`` the way every adapter must.
+
+    ``CloseDiscordConnection``: write its data, then drop the socket.
+    ``RemoteProtocolError``: write its data (the close frame) and keep reading,
+    the core is closing. A rejected upgrade: drop the socket and retry. Any
+    other ``GatewayError`` is a bug or bad options and propagates. After HELLO
+    the greeting (RESUME or IDENTIFY) goes out behind whatever the call wrote.
+    """
+    out: list[bytes] = []
+    alive = True
+    try:
+        out.extend(call(now))
+    except CloseDiscordConnection as closed:
+        if closed.data:
+            out.append(closed.data)
+        alive = False
+    except RemoteProtocolError as err:
+        LOG.warning("the gateway sent bad data: %s", err)
+        out.append(err.data)
+    except (ConnectionRejected, RejectedConnectionData) as err:
+        LOG.warning("%s", err)
+        alive = False
+    events: list[Event] = []
+    for event in conn.events():
+        if isinstance(event, Hello):
+            out.append(options.greeting(conn, now))
+        events.append(event)
+    if conn.state in (State.RECONNECTING, State.CLOSED):
+        alive = False
+    return Step([chunk for chunk in out if chunk], events, alive)

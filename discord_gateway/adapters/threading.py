@@ -1,0 +1,398 @@
+"""The threading adapter: ``with Shard(...) as shard: for event in shard``.
+
+One I/O thread per ``Shard`` owns the socket and runs one loop: wait (with
+``selectors``) until the socket is readable or the core's ``next_deadline()``
+passes, feed ``receive()`` or call ``handle_timer()``, write what the core
+returns. Heartbeats, zombie detection, the HELLO and close timeouts and the
+send limit are all the core's timers, so there is no heartbeat thread that
+could race a reconnect. Events reach your thread through a ``queue.Queue``:
+slow code in the ``for`` loop never delays a heartbeat.
+
+Your thread never touches the socket (an ``SSLSocket`` must not be read and
+written from two threads). ``send()`` and ``close()`` call the core under a
+lock, queue the bytes it returns and wake the I/O thread through a
+``socket.socketpair()``, which is in the same ``select()`` as the socket; the
+I/O thread alone writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import queue
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from ..connection import DiscordConnection
+from ..errors import GatewayError, LocalProtocolError
+from ..events import Event, Ready, Resumed
+from ..fsm import State
+from ..fsm.states import OPEN_STATES, SENDING_STATES
+from ..opcodes import Opcode
+from ._base import DEFAULT_URL, LOG, READ_SIZE, ShardOptions, step, stop_error
+
+__all__ = ("Shard",)
+
+_Socket = socket.socket  # an ssl.SSLSocket is one too
+
+
+class _Stop:
+    """End of the event stream; ``error`` is raised to the consumer if set."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class Shard:
+    """One gateway connection (one shard of a bot), kept alive by an I/O thread.
+
+    ``for event in shard`` yields the core's typed events (``Ready``,
+    ``Dispatch``, ...) until ``close()``; a fatal close code raises its
+    exception (``AuthenticationFailed`` for 4004, ``DisallowedIntents`` for
+    4014, ...). ``send()`` may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        intents: int,
+        url: str = DEFAULT_URL,
+        **options: Any,
+    ) -> None:
+        self.options = ShardOptions(token=token, intents=intents, url=url, **options)
+        self.connection: DiscordConnection = self.options.new_connection()
+        self._events: queue.Queue[Event | _Stop] = queue.Queue()
+        # One lock guards the core and the outbox: the I/O thread and send()/close()
+        # both call the core; only the I/O thread writes to the socket.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._outbox: deque[bytes] = deque()
+        self._ready = False
+        self._closing = False
+        self._close_code = 1000
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r: _Socket | None = None
+        self._wake_w: _Socket | None = None
+
+    def __repr__(self) -> str:
+        return f"<Shard {self.options.shard} {self.connection!r}>"
+
+    def __enter__(self) -> Shard:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the I/O thread (``with`` does it for you)."""
+        if self._thread is not None:
+            return
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        name = (
+            "discord-gateway"
+            if self.options.shard is None
+            else f"discord-gateway {self.options.shard}"
+        )
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # the consumer's side -------------------------------------------------------------
+
+    def __iter__(self) -> Shard:
+        return self
+
+    def __next__(self) -> Event:
+        item = self._events.get()
+        if isinstance(item, _Stop):
+            self._events.put(item)  # every later call ends too
+            if item.error is not None:
+                raise item.error
+            raise StopIteration
+        return item
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the session is ready (READY or RESUMED received); False on timeout."""
+        with self._changed:
+            return (
+                self._changed.wait_for(
+                    lambda: self._ready or self._stopped or self._closing, timeout
+                )
+                and self._ready
+            )
+
+    def send(self, op: Opcode | int, data: Any, *, timeout: float | None = None) -> None:
+        """Send a command once the session can take it (after READY or RESUMED).
+
+        Blocks until then (``TimeoutError`` after ``timeout`` seconds). Over the
+        send limit the core queues the command and its timer releases it.
+        Invalid commands raise ``InvalidCommand`` here, in your thread.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if self._closing or self._stopped:
+                    raise LocalProtocolError("the shard is closed")
+                if self._ready and self.connection.state in SENDING_STATES:
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("the session did not become ready in time")
+                self._changed.wait(remaining)
+            self._outbox.append(self.connection.send_command(op, data, now=time.monotonic()))
+        self._wakeup()
+
+    def close(self, code: int = 1000) -> None:
+        """Close the WebSocket (1000 ends the session), drain, stop the I/O thread.
+
+        The I/O thread sends the close frame and waits for the gateway's answer
+        no longer than the core's close timeout; then the socket is closed.
+        """
+        with self._changed:
+            self._close_code = code
+            self._closing = True
+            self._changed.notify_all()
+        self._wakeup()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            # Every wait in the I/O thread is bounded (connect, write, close timeouts).
+            options = self.options
+            thread.join(2 * options.connect_timeout + options.close_timeout + 1.0)
+            if thread.is_alive():  # pragma: no cover - only a bug gets here
+                LOG.error("the I/O thread did not stop; leaving it (a daemon thread)")
+                return
+            self._release_wakeup()
+        self._stop(None)
+
+    def _deliver(self, event: Event) -> None:
+        self._events.put(event)
+
+    def _stop(self, error: BaseException | None) -> None:
+        with self._changed:
+            if not self._stopped:
+                self._stopped = True
+                self._ready = False
+                self._events.put(_Stop(error))
+                self._changed.notify_all()
+
+    # waking the I/O thread ----------------------------------------------------------
+
+    def _wakeup(self) -> None:
+        wake = self._wake_w
+        if wake is not None:
+            # A full socketpair already holds a wakeup; a closed one has no reader.
+            with contextlib.suppress(OSError):
+                wake.send(b"\0")
+
+    def _release_wakeup(self) -> None:
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        if self._selector is not None:
+            self._selector.close()
+        self._wake_r = self._wake_w = None
+        self._selector = None
+
+    def _wait(self, sock: _Socket | None, deadline: float | None, *, write: bool = False) -> bool:
+        """Block until ``sock`` is readable (writable), ``deadline`` passes or a wakeup.
+
+        True if ``sock`` is ready.
+        """
+        selector = self._selector
+        assert selector is not None
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if sock is not None and write:
+            selector.modify(sock, selectors.EVENT_WRITE)
+        try:
+            ready = selector.select(timeout)
+        finally:
+            if sock is not None and write:
+                selector.modify(sock, selectors.EVENT_READ)
+        hit = False
+        for key, _ in ready:
+            if key.fileobj is self._wake_r:
+                with contextlib.suppress(OSError):
+                    while self._wake_r.recv(4096):
+                        pass
+            else:
+                hit = True
+        return hit
+
+    # the recovery loop (I/O thread) -------------------------------------------------
+
+    def _run(self) -> None:
+        conn = self.connection
+        error: BaseException | None = None
+        try:
+            while not self._closing and conn.should_reconnect():
+                with self._lock:
+                    delay = conn.reconnect()
+                if delay:
+                    LOG.info("reconnecting in %.2f s", delay)
+                    if not self._sleep(delay):
+                        break
+                host, port = conn.destination
+                tls = self.options.tls(conn)
+                try:
+                    sock = self._open(host, port, tls)
+                except OSError as exc:  # ssl.SSLError and timeouts are OSErrors
+                    LOG.warning("could not connect to %s:%s: %r", host, port, exc)
+                    continue
+                try:
+                    self._drive(sock)
+                finally:
+                    with self._lock:
+                        self._ready = False
+                        self._outbox.clear()  # bytes for a WebSocket that is gone
+                    _close_socket(sock)
+            error = stop_error(conn)
+        except GatewayError as exc:  # a bug or bad options: stop, say why
+            LOG.error("stopping: %r", exc)
+            error = exc
+        except BaseException as exc:  # pragma: no cover - reported to the consumer
+            LOG.exception("the I/O thread failed")
+            error = exc
+        finally:
+            self._stop(error)
+
+    def _sleep(self, delay: float) -> bool:
+        """Wait ``delay`` seconds unless closed meanwhile; False if closed."""
+        deadline = time.monotonic() + delay
+        while not self._closing and time.monotonic() < deadline:
+            self._wait(None, deadline)
+        return not self._closing
+
+    def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> _Socket:
+        """TCP (and TLS) within ``connect_timeout``; the upgrade is the core's HELLO timeout."""
+        deadline = time.monotonic() + self.options.connect_timeout
+        sock = socket.create_connection((host, port), timeout=self.options.connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                sock = tls.wrap_socket(sock, server_hostname=host)  # handshakes now
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _drive(self, sock: _Socket) -> None:
+        """One WebSocket, from the upgrade request until the socket is finished."""
+        conn = self.connection
+        assert self._selector is not None
+        self._selector.register(sock, selectors.EVENT_READ)
+        try:
+            close_started = False
+            alive = self._step(lambda now: [conn.connect(now=now)])
+            while alive:
+                if not self._flush(sock):
+                    alive = self._step(lambda now: conn.receive(None, now=now))
+                    continue
+                if self._closing and not close_started:
+                    close_started = True
+                    with self._lock:
+                        if conn.state is State.CONNECTING:
+                            return  # no WebSocket yet: nothing to shake hands with
+                        if conn.state in OPEN_STATES:
+                            self._outbox.append(conn.close(self._close_code, now=time.monotonic()))
+                    continue
+                with self._lock:
+                    deadline = conn.next_deadline()
+                # Decrypted bytes may wait inside the SSLSocket, invisible to select().
+                pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+                if pending or self._wait(sock, deadline):
+                    data = _recv(sock)
+                    if data is not None:
+                        alive = self._step(functools.partial(_receive, conn, data))
+                        if not alive:
+                            break
+                with self._lock:
+                    deadline = conn.next_deadline()
+                if deadline is not None and time.monotonic() >= deadline:
+                    alive = self._step(conn.handle_timer)
+            self._flush(sock)
+        finally:
+            self._selector.unregister(sock)
+
+    def _step(self, call: Callable[[float], list[bytes]]) -> bool:
+        """One core call: queue what it returns, hand events on; False when the socket is done."""
+        with self._changed:
+            conn = self.connection
+            result = step(self.options, conn, call, time.monotonic())
+            self._outbox.extend(result.out)
+            for event in result.events:
+                if isinstance(event, (Ready, Resumed)):
+                    self._ready = True
+                    self._changed.notify_all()
+                self._deliver(event)
+            if conn.state not in SENDING_STATES:
+                self._ready = False
+            return result.alive
+
+    def _flush(self, sock: _Socket) -> bool:
+        """Write the outbox in order; False if the transport is lost."""
+        while True:
+            with self._lock:
+                if not self._outbox:
+                    return True
+                data = self._outbox.popleft()
+            if not self._send_all(sock, data):
+                return False
+
+    def _send_all(self, sock: _Socket, data: bytes) -> bool:
+        # A peer that reads nothing for connect_timeout seconds is as good as gone.
+        deadline = time.monotonic() + self.options.connect_timeout
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[sock.send(view) :]
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                if not self._wait(sock, deadline, write=True) and time.monotonic() >= deadline:
+                    LOG.warning("writing to the gateway timed out")
+                    return False
+            except OSError as exc:
+                LOG.info("connection lost while writing: %r", exc)
+                return False
+        return True
+
+
+def _receive(conn: DiscordConnection, data: bytes, now: float) -> list[bytes]:
+    return conn.receive(data, now=now)
+
+
+def _recv(sock: _Socket) -> bytes | None:
+    """Bytes read, ``b""`` when the transport is lost, None when nothing is there yet."""
+    try:
+        return sock.recv(READ_SIZE)
+    except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None  # e.g. half a TLS record
+    except OSError as exc:  # resets, ssl.SSLError
+        LOG.info("connection lost: %r", exc)
+        return b""
+
+
+def _close_socket(sock: _Socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -1,0 +1,310 @@
+"""The trio adapter: ``async with Shard(...) as shard: async for event in shard``.
+
+Needs the ``trio`` extra. One task per ``Shard`` (in a nursery the ``async
+with`` opens) runs the recovery loop and, per WebSocket, one loop: read with
+a cancel scope whose deadline is the core's ``next_deadline()``, feed
+``receive()`` or call ``handle_timer()``, write what the core returns.
+Heartbeats, zombie detection, the HELLO and close timeouts and the send limit
+are all the core's timers; there is no heartbeat task to race a reconnect.
+
+``send()`` and ``close()`` call the core from your task (trio runs one task at
+a time, and a core call never awaits), queue the bytes it returns and cancel
+the loop's wait, so the loop writes them (one write path) and re-reads the
+deadline at once. ``trio.current_time()`` is the core's clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import ssl
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from ..connection import DiscordConnection
+from ..errors import GatewayError, LocalProtocolError
+from ..events import Event, Ready, Resumed
+from ..fsm import State
+from ..fsm.states import OPEN_STATES, SENDING_STATES
+from ..opcodes import Opcode
+from ._base import DEFAULT_URL, LOG, READ_SIZE, ShardOptions, step, stop_error
+
+__all__ = ("Shard",)
+
+# What a dead or unreachable peer raises; ssl.SSLError is wrapped in BrokenResourceError.
+_LOST = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+
+
+class _Stop:
+    """End of the event stream; ``error`` is raised to the consumer if set."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class Shard:
+    """One gateway connection (one shard of a bot), kept alive for you.
+
+    ``async for event in shard`` yields the core's typed events (``Ready``,
+    ``Dispatch``, ...) until ``close()``; a fatal close code raises its
+    exception (``AuthenticationFailed`` for 4004, ``DisallowedIntents`` for
+    4014, ...). Slow consumers never delay heartbeats: events wait in a channel.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        intents: int,
+        url: str = DEFAULT_URL,
+        **options: Any,
+    ) -> None:
+        self.options = ShardOptions(token=token, intents=intents, url=url, **options)
+        self.connection: DiscordConnection = self.options.new_connection()
+        self._send_events, self._receive_events = trio.open_memory_channel[Event | _Stop](math.inf)
+        self._ready = trio.Event()
+        self._changed = trio.Event()  # set (and replaced) when ready/closing/stopped change
+        self._outbox: deque[bytes] = deque()
+        self._waiting: trio.CancelScope | None = None  # the loop's current wait
+        self._connected: trio.Event | None = None  # set when the current socket is done
+        self._closing = False
+        self._close_code = 1000
+        self._stopped = False
+        self._done = trio.Event()
+        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._nursery: trio.Nursery | None = None
+        # Cancels the loop task only; the nursery's own scope also covers your body.
+        self._run_scope = trio.CancelScope()
+
+    def __repr__(self) -> str:
+        return f"<Shard {self.options.shard} {self.connection!r}>"
+
+    async def __aenter__(self) -> Shard:
+        manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
+        self._nursery_manager, self._nursery = manager, nursery
+        nursery.start_soon(self._run, name=f"discord-gateway {self.options.shard or ''}".strip())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        manager = self._nursery_manager
+        assert manager is not None
+        try:
+            await self.close()
+        finally:
+            self._run_scope.cancel()
+            # The body's exception is not the nursery's: pass None so it propagates
+            # as itself, not wrapped in an ExceptionGroup.
+            await manager.__aexit__(None, None, None)
+
+    def __aiter__(self) -> Shard:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._receive_events.receive()
+        if isinstance(item, _Stop):
+            self._send_events.send_nowait(item)  # every later call ends too
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        return item
+
+    def _deliver(self, event: Event) -> None:
+        self._send_events.send_nowait(event)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _stop(self, error: BaseException | None) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._send_events.send_nowait(_Stop(error))
+            self._notify()
+
+    def _wakeup(self) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    # sending ------------------------------------------------------------------------
+
+    async def wait_ready(self) -> None:
+        """Wait until the session is ready (READY or RESUMED received).
+
+        Raises ``LocalProtocolError`` if the shard is closed (or stops) first.
+        """
+        while not self._ready.is_set():
+            if self._closing or self._stopped:
+                raise LocalProtocolError("the shard is closed")
+            await self._changed.wait()
+
+    async def send(self, op: Opcode | int, data: Any) -> None:
+        """Send a command once the session can take it (after READY or RESUMED).
+
+        Over the send limit the core queues it and its timer releases it.
+        Raises ``LocalProtocolError`` once the shard is closed.
+        """
+        while True:
+            if self._closing or self._stopped:
+                raise LocalProtocolError("the shard is closed")
+            if self._ready.is_set() and self.connection.state in SENDING_STATES:
+                break
+            await self._changed.wait()
+        now = trio.current_time()
+        self._outbox.append(self.connection.send_command(op, data, now=now))
+        self._wakeup()
+
+    # the recovery loop ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        conn = self.connection
+        error: BaseException | None = None
+        try:
+            with self._run_scope:
+                while not self._closing and conn.should_reconnect():
+                    delay = conn.reconnect()
+                    if delay:
+                        LOG.info("reconnecting in %.2f s", delay)
+                        await trio.sleep(delay)
+                    host, port = conn.destination
+                    try:
+                        stream = await self._open(host, port, self.options.tls(conn))
+                    except _LOST as exc:
+                        LOG.warning("could not connect to %s:%s: %r", host, port, exc)
+                        continue
+                    self._connected = trio.Event()
+                    try:
+                        await self._drive(stream)
+                    finally:
+                        self._set_ready(False)
+                        self._outbox.clear()  # bytes for a WebSocket that is gone
+                        self._connected.set()
+                        await trio.aclose_forcefully(stream)
+                error = stop_error(conn)
+        except GatewayError as exc:  # a bug or bad options: stop, say why
+            LOG.error("stopping: %r", exc)
+            error = exc
+        finally:
+            self._stop(error)
+            self._done.set()
+
+    async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> trio.abc.Stream:
+        """TCP and TLS within ``connect_timeout``; the upgrade is the core's HELLO timeout."""
+        with trio.fail_after(self.options.connect_timeout):
+            tcp = await trio.open_tcp_stream(host, port)
+            if tls is None:
+                return tcp
+            stream = trio.SSLStream(tcp, tls, server_hostname=host, https_compatible=True)
+            try:
+                await stream.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            return stream
+
+    async def _drive(self, stream: trio.abc.Stream) -> None:
+        """One WebSocket, from the upgrade request until the socket is finished."""
+        conn = self.connection
+        close_started = False
+        alive = self._step(lambda now: [conn.connect(now=now)])
+        while alive:
+            if not await self._flush(stream):
+                alive = self._step(lambda now: conn.receive(None, now=now))
+                continue
+            if self._closing and not close_started:
+                close_started = True
+                if conn.state is State.CONNECTING:
+                    return  # no WebSocket yet: nothing to shake hands with
+                if conn.state in OPEN_STATES:
+                    self._outbox.append(conn.close(self._close_code, now=trio.current_time()))
+                continue
+            deadline = conn.next_deadline()
+            data: bytes | None = None
+            # send() and close() cancel this wait; a cancelled receive_some loses nothing.
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wait:
+                self._waiting = wait
+                try:
+                    data = bytes(await stream.receive_some(READ_SIZE))
+                except _LOST as exc:
+                    LOG.info("connection lost: %r", exc)
+                    data = b""
+                finally:
+                    self._waiting = None
+            if data is not None:
+                alive = self._step(functools.partial(_receive, conn, data))
+                if not alive:
+                    break
+            deadline = conn.next_deadline()
+            if deadline is not None and trio.current_time() >= deadline:
+                alive = self._step(conn.handle_timer)
+        await self._flush(stream)
+
+    def _step(self, call: Callable[[float], list[bytes]]) -> bool:
+        """One core call: queue what it returns, hand events on; False when the socket is done."""
+        conn = self.connection
+        result = step(self.options, conn, call, trio.current_time())
+        self._outbox.extend(result.out)
+        for event in result.events:
+            if isinstance(event, (Ready, Resumed)):
+                self._set_ready(True)
+            self._deliver(event)
+        if conn.state not in SENDING_STATES:
+            self._set_ready(False)
+        return result.alive
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready and not self._ready.is_set():
+            self._ready.set()
+            self._notify()
+        elif not ready and self._ready.is_set():
+            self._ready = trio.Event()
+
+    async def _flush(self, stream: trio.abc.Stream) -> bool:
+        """Write the outbox in order; False if the transport is lost."""
+        try:
+            # A peer that reads nothing for connect_timeout seconds is as good as gone.
+            with trio.fail_after(self.options.connect_timeout):
+                while self._outbox:
+                    await stream.send_all(self._outbox.popleft())
+        except _LOST as exc:
+            LOG.info("connection lost while writing: %r", exc)
+            return False
+        return True
+
+    async def close(self, code: int = 1000) -> None:
+        """Close the WebSocket (1000 ends the session), drain, and stop.
+
+        Never waits forever on a dead peer: the core's close timeout applies,
+        and cancelling ``close()`` closes the socket at once.
+        """
+        self._closing = True
+        self._close_code = code
+        self._notify()
+        self._wakeup()
+        if self._nursery is not None and not self._done.is_set():
+            try:
+                # The loop sends the close frame and drains; the close timeout bounds it.
+                # A backoff sleep or a connect in progress is just cancelled.
+                connected = self._connected
+                if connected is not None and not connected.is_set():
+                    await connected.wait()
+            finally:
+                self._run_scope.cancel()
+            await self._done.wait()
+        self._stop(None)
+
+
+def _receive(conn: DiscordConnection, data: bytes, now: float) -> list[bytes]:
+    return conn.receive(data, now=now)

@@ -1,0 +1,124 @@
+"""What the threading and trio adapter tests share: the local gateway in a thread.
+
+The local gateway is asyncio; the threading and trio adapters cannot share its
+loop, so it runs in a thread of its own with its own loop. Everything that
+touches it (pushing dispatches, reading what a connection received) goes
+through that loop with ``ThreadedGateway.call``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import pytest
+
+from discord_gateway import Dispatch, Event
+from discord_gateway.testing import (
+    ConnectionFaults,
+    LocalGateway,
+    ServerConfig,
+    serve,
+    tls_contexts,
+)
+
+INTERVAL = 0.2  # seconds: short heartbeats keep these tests fast
+CONFIG = ServerConfig(heartbeat_interval=INTERVAL)
+TLS = [pytest.param(False, id="ws"), pytest.param(True, id="wss")]
+
+T = TypeVar("T")
+
+
+class ThreadedGateway:
+    """``serve()`` on its own asyncio loop in a daemon thread."""
+
+    def __init__(
+        self,
+        tls: bool = False,
+        faults: list[ConnectionFaults] | None = None,
+        config: ServerConfig = CONFIG,
+    ) -> None:
+        contexts = tls_contexts() if tls else None
+        self.client_tls = contexts.client if contexts else None
+        self.gateway: LocalGateway = serve(
+            config, ssl_context=contexts.server if contexts else None, faults=faults
+        )
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ThreadedGateway:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.gateway.start(), self.loop).result(5)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.gateway.close(), self.loop).result(5)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    @property
+    def token(self) -> str:
+        return self.gateway.token
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` on the gateway's loop and return what it returns."""
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
+
+    def dispatch(self, name: str, data: Any) -> None:
+        self.call(lambda: self.gateway.dispatch(name, data))
+
+    def ops(self, connection: int) -> list[int]:
+        """The opcodes connection ``connection`` (0-based) received, in order."""
+        return self.call(lambda: [r.op for r in self.gateway.connections[connection].received])
+
+    def connection_count(self) -> int:
+        return self.call(lambda: len(self.gateway.connections))
+
+    def server(self, connection: int, attribute: str) -> Any:
+        return self.call(lambda: getattr(self.gateway.connections[connection], attribute))
+
+    def sessions(self) -> int:
+        return self.call(lambda: len(self.gateway.store.sessions))
+
+
+class Recorder:
+    """What a bot received."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.error: BaseException | None = None
+
+    def tests(self) -> list[int]:
+        return [e.data["i"] for e in self.events if isinstance(e, Dispatch) and e.name == "TEST"]
+
+    def count(self, kind: type[Event]) -> int:
+        return sum(1 for e in self.events if isinstance(e, kind))
+
+
+def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` from a plain thread; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(0.01)

@@ -234,3 +234,32 @@ def test_send_a_command() -> None:
         await until(lambda: any(r.op == 3 for r in server.received))
 
     run(scenario(False, None, body))
+
+
+def test_send_and_wait_ready_after_close_raise_instead_of_hanging() -> None:
+    from discord_gateway import LocalProtocolError
+
+    async def main() -> None:
+        async with serve(CONFIG) as gateway:
+            bot = Bot(gateway)
+            async with bot.shard:
+                await bot.shard.wait_ready()
+            with pytest.raises(LocalProtocolError, match="closed"):
+                await asyncio.wait_for(bot.shard.wait_ready(), 2)
+            with pytest.raises(LocalProtocolError, match="closed"):
+                await asyncio.wait_for(bot.shard.send(3, {}), 2)
+
+    run(main())
+
+
+def test_a_fatal_stop_ends_the_recovery_loop() -> None:
+    async def main() -> None:
+        async with serve(CONFIG) as gateway:
+            bot = Bot(gateway, token="wrong")
+            async with bot.shard:
+                await asyncio.wait_for(bot.consume(), 5)
+                assert bot.shard._task is not None
+                await asyncio.wait_for(asyncio.shield(bot.shard._task), 2)  # it ended itself
+            assert len(gateway.connections) == 1
+
+    run(main())

@@ -112,6 +112,8 @@ class Step:
     out: list[bytes]
     events: list[Event]
     alive: bool
+    #: HELLO arrived but IDENTIFY must wait for its turn (``gate_identify``).
+    identify_due: bool = False
 
 
 def step(
@@ -119,6 +121,8 @@ def step(
     conn: DiscordConnection,
     call: Callable[[float], list[bytes]],
     now: float,
+    *,
+    gate_identify: bool = False,
 ) -> Step:
     """Run one core call at ``now`` the way every adapter must.
 
@@ -126,7 +130,9 @@ def step(
     ``RemoteProtocolError``: write its data (the close frame) and keep reading,
     the core is closing. A rejected upgrade: drop the socket and retry. Any
     other ``GatewayError`` is a bug or bad options and propagates. After HELLO
-    the greeting (RESUME or IDENTIFY) goes out behind whatever the call wrote.
+    the greeting (RESUME or IDENTIFY) goes out behind whatever the call wrote;
+    with ``gate_identify`` an IDENTIFY is left to the caller (``identify_due``),
+    which sends it when the identify scheduler allows (spec 21).
     """
     out: list[bytes] = []
     alive = True
@@ -143,10 +149,14 @@ def step(
         LOG.warning("%s", err)
         alive = False
     events: list[Event] = []
+    identify_due = False
     for event in conn.events():
         if isinstance(event, Hello):
-            out.append(options.greeting(conn, now))
+            if gate_identify and not conn.should_resume:
+                identify_due = True
+            else:
+                out.append(options.greeting(conn, now))
         events.append(event)
     if conn.state in (State.RECONNECTING, State.CLOSED):
         alive = False
-    return Step([chunk for chunk in out if chunk], events, alive)
+    return Step([chunk for chunk in out if chunk], events, alive, identify_due)

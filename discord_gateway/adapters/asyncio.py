@@ -17,18 +17,12 @@ from types import TracebackType
 from typing import Any
 
 from ..connection import DiscordConnection
-from ..errors import (
-    CloseDiscordConnection,
-    ConnectionRejected,
-    GatewayError,
-    RejectedConnectionData,
-    RemoteProtocolError,
-)
-from ..events import Event, Hello, Ready, Resumed
+from ..errors import GatewayError, LocalProtocolError
+from ..events import Event, Ready, Resumed
 from ..fsm import State
 from ..fsm.states import OPEN_STATES, SENDING_STATES
 from ..opcodes import Opcode
-from ._base import LOG, ShardOptions, stop_error
+from ._base import LOG, ShardOptions, step, stop_error
 
 __all__ = ("Shard",)
 
@@ -79,50 +73,38 @@ class _GatewayProtocol(asyncio.Protocol):
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def _step(self, step: Callable[[float], list[bytes]]) -> None:
+    def _step(self, call: Callable[[float], list[bytes]]) -> None:
         """Run one core call; write its output; hand events on; re-arm the timer."""
         if self.done.done():
             return
+        shard = self._shard
         try:
-            out = step(self._loop.time())
-        except CloseDiscordConnection as closed:
-            if closed.data:
-                self.write(closed.data)
-            self._finish()
-            return
-        except RemoteProtocolError as err:
-            LOG.warning("the gateway sent bad data: %s", err)
-            self.write(err.data)
-            out = []
-        except (ConnectionRejected, RejectedConnectionData) as err:
-            LOG.warning("%s", err)
-            self._finish()
-            return
+            result = step(
+                shard.options,
+                self._conn,
+                call,
+                self._loop.time(),
+                gate_identify=shard._before_identify is not None,
+            )
         except GatewayError as err:  # a bug or bad options: stop, say why
-            self._shard._stop(err)
+            shard._stop(err)
             self._finish()
             return
-        for chunk in out:
+        for chunk in result.out:
             self.write(chunk)
-        self._pump()
-        if self._conn.state in (State.RECONNECTING, State.CLOSED):
+        for event in result.events:
+            if isinstance(event, (Ready, Resumed)):
+                shard._ready.set()
+            shard._deliver(event)
+        if result.identify_due:
+            assert shard._before_identify is not None
+            self._loop.create_task(self._identify_when_allowed(shard._before_identify))
+        if self._conn.state not in SENDING_STATES:
+            shard._ready.clear()
+        if not result.alive:
             self._finish()
             return
         self._arm_timer()
-
-    def _pump(self) -> None:
-        shard = self._shard
-        for event in self._conn.events():
-            if isinstance(event, Hello):
-                if self._conn.should_resume or shard._before_identify is None:
-                    self.write(shard.options.greeting(self._conn, self._loop.time()))
-                else:  # IDENTIFY waits for its turn (spec 21); RESUME never does
-                    self._loop.create_task(self._identify_when_allowed(shard._before_identify))
-            elif isinstance(event, (Ready, Resumed)):
-                shard._ready.set()
-            shard._deliver(event)
-        if self._conn.state not in SENDING_STATES:
-            shard._ready.clear()
 
     async def _identify_when_allowed(self, gate: Callable[[Shard], Awaitable[None]]) -> None:
         try:
@@ -190,6 +172,7 @@ class Shard:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._stopped = False
+        self._stopped_event = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<Shard {self.options.shard} {self.connection!r}>"
@@ -228,21 +211,36 @@ class Shard:
     def _stop(self, error: BaseException | None) -> None:
         if not self._stopped:
             self._stopped = True
+            self._stopped_event.set()
             self._events.put_nowait(_Stop(error))
 
     # sending ------------------------------------------------------------------------
 
     async def wait_ready(self) -> None:
-        """Wait until the session is ready (READY or RESUMED received)."""
-        await self._ready.wait()
+        """Wait until the session is ready (READY or RESUMED received).
+
+        Raises :class:`LocalProtocolError` if the shard stops first (closed, or
+        a fatal close code).
+        """
+        while not self._ready.is_set():
+            if self._stopped:
+                raise LocalProtocolError("the shard is closed")
+            ready = asyncio.ensure_future(self._ready.wait())
+            stopped = asyncio.ensure_future(self._stopped_event.wait())
+            try:
+                await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+                stopped.cancel()
 
     async def send(self, op: Opcode | int, data: Any) -> None:
         """Send a command once the session can take it (after IDENTIFY/RESUME).
 
         Over the send limit the core queues it and its timer releases it.
+        Raises :class:`LocalProtocolError` once the shard is closed.
         """
         while True:
-            await self._ready.wait()
+            await self.wait_ready()
             protocol = self._protocol
             if protocol is not None and self.connection.state in SENDING_STATES:
                 break
@@ -258,7 +256,7 @@ class Shard:
         conn = self.connection
         error: BaseException | None = None
         try:
-            while not self._closing and conn.should_reconnect():
+            while not self._closing and not self._stopped and conn.should_reconnect():
                 delay = conn.reconnect()
                 if delay:
                     LOG.info("reconnecting in %.2f s", delay)

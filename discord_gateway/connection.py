@@ -865,6 +865,13 @@ class DiscordConnection:
             try:
                 self._process_events(out, now)
                 return out
+            except CloseDiscordConnection as closed:
+                # The close frame came in the same read as something we answered
+                # (op 7 then 1001, spec 52): our close frame and any other reply
+                # still have to be written, before the answer to theirs.
+                if out:
+                    closed.data = b"".join(out) + (closed.data or b"")
+                raise
             except RemoteProtocolError as exc:
                 if self._lifecycle.state is not State.CLOSING:
                     out.append(

@@ -150,6 +150,7 @@ class DiscordConnection:
     __slots__ = (
         "_ack_pending",
         "_attempts",
+        "_awaiting",
         "_clock",
         "_close_deadline",
         "_close_sent_code",
@@ -271,6 +272,8 @@ class DiscordConnection:
         self._upgrade_sent = False
         self._hello_deadline: float | None = None
         self._resume_attempt = False
+        # READY after IDENTIFY, RESUMED after RESUME: what this WebSocket still expects.
+        self._awaiting: str | None = None
         self.heartbeat_interval: float | None = None
         self._next_heartbeat: float | None = None
         self._ack_pending = False
@@ -679,6 +682,7 @@ class DiscordConnection:
         self._fire(Trigger.IDENTIFY_SENT)
         self._drop_session()
         self._resume_attempt = False
+        self._awaiting = "READY"
         return out
 
     def resume(self, token: str) -> bytes:
@@ -695,6 +699,7 @@ class DiscordConnection:
         )
         self._fire(Trigger.RESUME_SENT)
         self._resume_attempt = True
+        self._awaiting = "RESUMED"
         return out
 
     def _require_hello(self, what: str) -> None:
@@ -868,6 +873,13 @@ class DiscordConnection:
             try:
                 self._process_events(out, now)
                 return out
+            except CloseDiscordConnection as closed:
+                # The close frame came in the same read as something we answered
+                # (op 7 then 1001, spec 52): our close frame and any other reply
+                # still have to be written, before the answer to theirs.
+                if out:
+                    closed.data = b"".join(out) + (closed.data or b"")
+                raise
             except RemoteProtocolError as exc:
                 if self._lifecycle.state is not State.CLOSING:
                     out.append(
@@ -949,11 +961,16 @@ class DiscordConnection:
 
     def _on_session_dispatch(self, payload: dict[str, Any], name: str, seq: int | None) -> None:
         data = payload.get("d")
+        state = self._lifecycle.state
         if name == "READY":
             if type(data) is not dict or not isinstance(data.get("session_id"), str):
                 raise RemoteProtocolError("READY without a session_id")
-            if self._lifecycle.state is not State.IDENTIFYING:
-                raise RemoteProtocolError(f"READY in state {self._lifecycle.state.value!r}")
+            # After our close frame went out, the READY answering our IDENTIFY may
+            # still arrive: its session is real (and resumable unless we closed
+            # with 1000/1001), so keep it, without a lifecycle move.
+            late = state is State.CLOSING and self._awaiting == name
+            if state is not State.IDENTIFYING and not late:
+                raise RemoteProtocolError(f"READY in state {state.value!r}")
             resume_url = data.get("resume_gateway_url")
             if resume_url is not None:
                 try:
@@ -961,16 +978,21 @@ class DiscordConnection:
                 except ConfigurationError as exc:
                     self._log.warning("ignoring READY's resume_gateway_url: %s", exc)
                     resume_url = None
-            self._fire(Trigger.READY_RECEIVED)
+            if not late:
+                self._fire(Trigger.READY_RECEIVED)
+            self._awaiting = None
             self.session_id = data["session_id"]
             self.resume_gateway_url = resume_url  # spec 22
             self._attempts = 0
             self._resume_failures = 0
             self._events.append(Ready(name, seq, data, payload, data["session_id"], resume_url))
             return
-        if self._lifecycle.state is not State.RESUMING:
-            raise RemoteProtocolError(f"RESUMED in state {self._lifecycle.state.value!r}")
-        self._fire(Trigger.RESUMED_RECEIVED)
+        late = state is State.CLOSING and self._awaiting == name
+        if state is not State.RESUMING and not late:
+            raise RemoteProtocolError(f"RESUMED in state {state.value!r}")
+        if not late:
+            self._fire(Trigger.RESUMED_RECEIVED)
+        self._awaiting = None
         self._attempts = 0
         self._resume_failures = 0
         self._resume_attempt = False

@@ -5,6 +5,7 @@ Each one names the invariant that caught it and the core commit that fixed it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 from wsproto import ConnectionType, WSConnection
@@ -121,10 +122,8 @@ def test_resumed_after_our_close_frame_is_delivered_once() -> None:
     """RESUMED read while our close frame is out: delivered, not an "invalid payload"."""
     client, server = _ready_pair()
     server.receive_data(None, 1.0)  # the TCP connection drops
-    try:
+    with contextlib.suppress(CloseDiscordConnection):
         client.receive(None, now=1.0)
-    except CloseDiscordConnection:
-        pass
     client.reconnect()
     server = GatewayServer(server.store, now=1.0)
     server.receive_data(client.connect(now=1.0), 1.0)

@@ -953,10 +953,14 @@ class DiscordConnection:
                 # A replay overlapping what we already delivered: never twice.
                 self._log.warning("dropping duplicate dispatch s=%d (last was %d)", seq, last)
                 return
-            self.sequence = seq
         if name == "READY" or name == "RESUMED":
+            # Validate first: a READY/RESUMED we reject must not move the sequence.
             self._on_session_dispatch(payload, name, seq)
+            if seq is not None:
+                self.sequence = seq
             return
+        if seq is not None:
+            self.sequence = seq
         self._events.append(new_dispatch(name, seq, payload.get("d"), payload))
 
     def _on_session_dispatch(self, payload: dict[str, Any], name: str, seq: int | None) -> None:

@@ -53,10 +53,25 @@ _BUDGETS = {"dev": (30, 40), "ci": (300, 60), "fuzz": (20_000, 120)}
 
 
 def budget() -> tuple[int, int]:
-    return _BUDGETS.get(os.environ.get("HYPOTHESIS_PROFILE", "dev"), _BUDGETS["dev"])
+    """The profile's budget; ``STATEFUL_EXAMPLES=n`` overrides the example count."""
+    examples, steps = _BUDGETS.get(os.environ.get("HYPOTHESIS_PROFILE", "dev"), _BUDGETS["dev"])
+    return int(os.environ.get("STATEFUL_EXAMPLES", examples)), steps
 
 
-def new_store(**overrides: Any) -> SessionStore:
+class RecordingStore(SessionStore):
+    """A ``SessionStore`` that remembers every session it created, destroyed or not."""
+
+    def __init__(self, config: ServerConfig, *, seed: int) -> None:
+        super().__init__(config, seed=seed)
+        self.created: dict[str, Session] = {}
+
+    def create_session(self, token: str, intents: int, shard: tuple[int, int] | None) -> Session:
+        session = super().create_session(token, intents, shard)
+        self.created[session.session_id] = session
+        return session
+
+
+def new_store(**overrides: Any) -> RecordingStore:
     config: dict[str, Any] = {
         "heartbeat_interval": INTERVAL,
         "heartbeat_grace": 2.0,
@@ -66,7 +81,7 @@ def new_store(**overrides: Any) -> SessionStore:
         "tokens": frozenset({TOKEN}),
     }
     config.update(overrides)
-    return SessionStore(ServerConfig(**config), seed=1)
+    return RecordingStore(ServerConfig(**config), seed=1)
 
 
 # -- the wire ---------------------------------------------------------------------------

@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 import random
 
+import pytest
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from discord_gateway import CloseDiscordConnection, DiscordConnection, State
+from discord_gateway import CloseDiscordConnection, DiscordConnection, RemoteProtocolError, State
 from discord_gateway.testing import Close, GatewayServer, SendInvalidSession, SendReconnect
 
 from harness import MAIN_URL, TOKEN, new_store
@@ -136,3 +137,19 @@ def test_resumed_after_our_close_frame_is_delivered_once() -> None:
     resumed = [e for e in client.events() if type(e).__name__ == "Resumed"]
     assert len(resumed) == 1 and client.sequence == resumed[0].seq
     assert client.state is State.CLOSING
+
+
+def test_a_rejected_resumed_does_not_move_the_sequence() -> None:
+    """Invariant "sequence is the model's last seq" (spec 6, 26).
+
+    A second RESUMED (here: the local gateway replaying an earlier RESUMED, then
+    sending its own) is rejected as an invalid payload, but its s had already
+    become ``sequence``: the next RESUME claimed a dispatch never delivered.
+    """
+    client, server = _ready_pair()
+    assert client.sequence == 1
+    bogus = b'{"op":0,"t":"RESUMED","s":5,"d":{}}'
+    frame = server._ws.send(TextMessage(bogus.decode()))
+    with pytest.raises(RemoteProtocolError, match="RESUMED in state 'ready'"):
+        client.receive(frame, now=1.0)  # the client is now closing with 4000
+    assert client.sequence == 1

@@ -175,7 +175,11 @@ def new_client(stream: Stream) -> Any:
 
 def time_client(stream: Stream, data: list[bytes]) -> tuple[float, int]:
     """Seconds for ``receive()`` + draining ``events()`` over ``data``; events seen."""
-    conn = new_client(stream)
+    return time_client_on(new_client(stream), data)
+
+
+def time_client_on(conn: Any, data: list[bytes]) -> tuple[float, int]:
+    """:func:`time_client` on a client already past the stream's prelude."""
     receive = conn.receive
     events = conn.events
     n = 0

@@ -1,0 +1,150 @@
+"""Where our per-event overhead goes: replace one part of our path at a time.
+
+    cd <repo> && .venv/bin/python benchmarks/ablate.py [--repeat N] [--read 16384]
+
+Small dispatches, zlib-stream, in one process. Each variant patches one piece of
+``DiscordConnection`` (restored after the round), and every variant plus the
+(wsproto + floor) baseline runs once per round, rounds interleaved; each figure
+is the minimum over the rounds. Also counts the cyclic GC's collections per
+variant (``gc.callbacks``). Results are in benchmarks/README.md, "Where the time
+goes". Not used by CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import _harness as H  # noqa: E402
+from benchmarks import corpus  # noqa: E402
+from discord_gateway.connection import DiscordConnection  # noqa: E402
+from discord_gateway.events import new_dispatch  # noqa: E402
+
+Patch = Callable[[Any], None]
+_ORIGINAL_ON_DISPATCH = DiscordConnection._on_dispatch
+
+
+def _shipped(conn: Any) -> None:
+    pass
+
+
+def _gc_off(conn: Any) -> None:
+    gc.disable()
+
+
+def _gc_threshold(conn: Any) -> None:
+    gc.set_threshold(10_000, 10, 10)
+
+
+def _no_events(conn: Any) -> None:
+    DiscordConnection._on_dispatch = lambda self, payload: None  # type: ignore[method-assign]
+
+
+def _bare_payloads(conn: Any) -> None:
+    DiscordConnection._on_dispatch = (  # type: ignore[method-assign]
+        lambda self, payload: self._events.append(payload)
+    )
+
+
+def _dispatch_only(conn: Any) -> None:
+    DiscordConnection._on_dispatch = lambda self, p: self._events.append(  # type: ignore[method-assign]
+        new_dispatch(p.get("t"), p.get("s"), p.get("d"), p)
+    )
+
+
+class _BareCodec:
+    """``loads(decompress(data))``, joining a message split across reads."""
+
+    def __init__(self, inflate: Callable[[Any], bytes], loads: Callable[[Any], Any]) -> None:
+        self._inflate = inflate
+        self._loads = loads
+        self._parts: list[bytes] = []
+
+    def binary(self, data: Any, finished: bool) -> Any:
+        if finished and not self._parts:
+            return self._loads(self._inflate(data))
+        self._parts.append(self._inflate(data))
+        if not finished:
+            return None
+        message = b"".join(self._parts)
+        self._parts.clear()
+        return self._loads(message)
+
+
+def _bare_codec(conn: Any) -> None:
+    # The connection's own inflate context: it has already seen the prelude.
+    conn._codec = _BareCodec(conn._codec._inflater._inflater.decompress, H._loads())
+
+
+VARIANTS: dict[str, Patch] = {
+    "ours as shipped": _shipped,
+    "cyclic GC off": _gc_off,
+    "gc.set_threshold(10_000)": _gc_threshold,
+    "no events queued (_on_dispatch no-op)": _no_events,
+    "bare payload queued (no Dispatch)": _bare_payloads,
+    "Dispatch built with no checks": _dispatch_only,
+    "codec = loads(decompress(data))": _bare_codec,
+}
+
+
+def _restore() -> None:
+    DiscordConnection._on_dispatch = _ORIGINAL_ON_DISPATCH  # type: ignore[method-assign]
+    gc.enable()
+    gc.set_threshold(700, 10, 10)
+
+
+def run_variant(stream: H.Stream, data: list[bytes], patch: Patch) -> tuple[float, int]:
+    """Microseconds per event, and the number of GC collections, for one variant."""
+    conn = H.new_client(stream)
+    collections = 0
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        nonlocal collections
+        if phase == "start":
+            collections += 1
+
+    patch(conn)
+    gc.callbacks.append(count)
+    try:
+        seconds, _ = H.time_client_on(conn, data)
+    finally:
+        gc.callbacks.remove(count)
+        _restore()
+    return seconds / stream.timed_messages * 1e6, collections
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--read", type=int, default=16384, help="bytes per receive()")
+    args = parser.parse_args(argv)
+    (stream,) = corpus.build_streams("small", ["zlib-stream"])
+    data = H.chunks(stream, args.read)
+    best: dict[str, float] = {}
+    collected: dict[str, int] = {}
+    for _ in range(args.repeat):
+        for name, patch in VARIANTS.items():
+            us, collections = run_variant(stream, data, patch)
+            best[name] = min(best.get(name, us), us)
+            collected[name] = collections
+        seconds, n = H.time_wsproto_floor(stream, data)
+        us = seconds / n * 1e6
+        best["wsproto + floor (b)"] = min(best.get("wsproto + floor (b)", us), us)
+    base = best["wsproto + floor (b)"]
+    print(f"# small/zlib-stream, {args.read}-byte reads, min of {args.repeat} rounds")
+    print(f"{'variant':42s} {'us/event':>9s} {'/(ws+fl)':>9s} {'GC runs':>8s}")
+    for name, us in best.items():
+        runs = collected.get(name)
+        print(f"{name:42s} {us:9.2f} {us / base:8.2f}x {'' if runs is None else runs:>8}")
+
+
+if __name__ == "__main__":
+    main()

@@ -992,6 +992,14 @@ class DiscordConnection:
             self._events.append(Ready(name, seq, data, payload, data["session_id"], resume_url))
             return
         late = state is State.CLOSING and self._awaiting == name
+        if state is State.READY:
+            # A session's replay (spec 24) may hold the RESUMED of an earlier
+            # resume, which then arrives before this resume's own RESUMED (or a
+            # gateway repeats one). Rejecting it would close, resume, and be
+            # replayed the same again: pass it on as a plain dispatch instead.
+            self._log.warning("RESUMED s=%s while already ready; passing it on as a dispatch", seq)
+            self._events.append(new_dispatch(name, seq, data, payload))
+            return
         if state is not State.RESUMING and not late:
             raise RemoteProtocolError(f"RESUMED in state {state.value!r}")
         if not late:

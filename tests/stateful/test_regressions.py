@@ -13,7 +13,14 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from discord_gateway import CloseDiscordConnection, DiscordConnection, RemoteProtocolError, State
-from discord_gateway.testing import Close, GatewayServer, SendInvalidSession, SendReconnect
+from discord_gateway.events import Dispatch
+from discord_gateway.testing import (
+    Close,
+    GatewayServer,
+    SendInvalidSession,
+    SendReconnect,
+    SessionStore,
+)
 
 from harness import MAIN_URL, TOKEN, new_store
 
@@ -139,17 +146,90 @@ def test_resumed_after_our_close_frame_is_delivered_once() -> None:
     assert client.state is State.CLOSING
 
 
-def test_a_rejected_resumed_does_not_move_the_sequence() -> None:
+def test_a_rejected_ready_does_not_move_the_sequence() -> None:
     """Invariant "sequence is the model's last seq" (spec 6, 26).
 
-    A second RESUMED (here: the local gateway replaying an earlier RESUMED, then
-    sending its own) is rejected as an invalid payload, but its s had already
-    become ``sequence``: the next RESUME claimed a dispatch never delivered.
+    A payload the client rejects as invalid must not leave its s behind in
+    ``sequence``: the next RESUME would claim a dispatch never delivered.
     """
     client, server = _ready_pair()
     assert client.sequence == 1
-    bogus = b'{"op":0,"t":"RESUMED","s":5,"d":{}}'
+    bogus = b'{"op":0,"t":"READY","s":5,"d":{"session_id":"other"}}'
     frame = server._ws.send(TextMessage(bogus.decode()))
-    with pytest.raises(RemoteProtocolError, match="RESUMED in state 'ready'"):
+    with pytest.raises(RemoteProtocolError, match="READY in state 'ready'"):
         client.receive(frame, now=1.0)  # the client is now closing with 4000
     assert client.sequence == 1
+
+
+def _resume(client: DiscordConnection, store: SessionStore, now: float) -> GatewayServer:
+    """The transport dropped: reconnect, and RESUME on a new gateway connection."""
+    with contextlib.suppress(CloseDiscordConnection):
+        client.receive(None, now=now)
+    client.reconnect()
+    server = GatewayServer(store, now=now)
+    server.receive_data(client.connect(now=now), now)
+    for chunk in server.data_to_send():
+        client.receive(chunk, now=now)
+    assert client.should_resume
+    server.receive_data(client.resume(TOKEN), now)
+    return server
+
+
+def test_a_replayed_resumed_does_not_livelock_the_session() -> None:
+    """Teardown invariant "the world settles back to READY" (spec 24): the
+    "OPEN: did not settle" finding, 1,505 connections in the shrunk run.
+
+    The local gateway logs RESUMED in the session like any dispatch. A resume
+    whose RESUMED the client never read (the transport dropped first) leaves it
+    in the replay of the next resume, ahead of that resume's own RESUMED. The
+    client took the old one as the end of its resume, rejected the real one as
+    "RESUMED in state 'ready'", closed with 4000, resumed, got the same replay,
+    and so on forever: every RESUMED also reset the backoff to 0 s.
+    """
+    client, server = _ready_pair()
+    list(client.events())  # HELLO, READY
+    store = server.store
+    server.receive_data(None, 1.0)
+    server = _resume(client, store, 1.0)
+    assert [p["t"] for p in server.store.sessions[client.session_id].log][-1] == "RESUMED"
+    server.receive_data(None, 2.0)  # dropped before the client read RESUMED (s=2)
+    server = _resume(client, store, 2.0)  # resumes from s=1: the replay holds s=2
+    for chunk in server.data_to_send():
+        assert client.receive(chunk, now=2.0) == []  # no close frame
+    events = list(client.events())
+    assert [(type(e).__name__, e.seq) for e in events if isinstance(e, Dispatch)] == [
+        ("Resumed", 2),
+        ("Dispatch", 3),  # the real RESUMED, passed on: nothing lost, nothing rejected
+    ]
+    assert client.state is State.READY and client.sequence == 3
+
+
+def test_an_invalid_dispatch_in_the_replay_costs_a_reconnect_not_a_loop() -> None:
+    """Garbage in the session's replay must not come back on every resume.
+
+    A rejected payload never moves ``sequence`` (so a resume replays it), but
+    what follows it in the same replay - at least RESUMED - is still read while
+    our close frame is out and moves ``sequence`` past it: the second resume
+    no longer replays it.
+    """
+    client, server = _ready_pair()
+    store = server.store
+    session = store.sessions[client.session_id]
+    store._append(session, None, {})  # type: ignore[arg-type]  # s=2, a dispatch without "t"
+    connections = 1
+    while True:
+        read = b"".join(server.data_to_send())
+        try:
+            client.receive(read, now=1.0)
+        except RemoteProtocolError as err:
+            assert "without an event name" in str(err)
+            server.receive_data(err.data, 1.0)
+            with contextlib.suppress(CloseDiscordConnection):
+                client.receive(b"".join(server.data_to_send()), now=1.0)
+            server = _resume(client, store, 1.0)
+            connections += 1
+            continue
+        break
+    assert client.state is State.READY and client.should_resume
+    assert connections == 3  # the live garbage, its replay (then RESUMED s=3), done
+    assert client.sequence == session.seq

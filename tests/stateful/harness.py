@@ -49,7 +49,7 @@ CLIENT_FAULT_CODES = frozenset({4001, 4002, 4003, 4005, 4008})
 
 #: (max_examples, stateful_step_count) per HYPOTHESIS_PROFILE, for the machines only;
 #: the rest of the suite keeps its own explicit settings.
-_BUDGETS = {"dev": (30, 40), "ci": (300, 60), "fuzz": (20_000, 120)}
+_BUDGETS = {"dev": (30, 40), "ci": (2000, 80), "fuzz": (20_000, 120)}
 
 
 def budget() -> tuple[int, int]:

@@ -735,9 +735,10 @@ class DiscordConnection:
                 f"can't close in state {state.value!r}: already closing or closed"
             )
         if self._ws.connection is None:
-            # No WebSocket yet: nothing to shake hands with.
-            if code in SESSION_ENDING_CLOSE_CODES:
-                self._drop_session()
+            # No WebSocket yet: nothing to shake hands with. Our own code decides,
+            # as when the gateway echoes it (spec 30): 1000/1001 end the session,
+            # and a code from the gateway's table (4004, 4009, ...) is not its verdict.
+            self._close_sent_code = code
             self._connection_ended(code, peer_closed=False)
             return b""
         return self._start_close(code, reason, self._now(now))

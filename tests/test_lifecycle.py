@@ -391,12 +391,20 @@ def test_connect_twice_and_receive_before_connect() -> None:
         conn.connect()
 
 
-def test_close_before_the_websocket_is_open() -> None:
+@pytest.mark.parametrize(
+    ("code", "resumable"),
+    [(1000, False), (1001, False), (4000, True), (3000, True), (4004, True), (4009, True)],
+)
+def test_close_before_the_websocket_is_open(code: int, resumable: bool) -> None:
+    # spec 30: our own code decides, as when the gateway echoes it. 4004 or 4009
+    # from *us* is not the gateway's verdict: it was fatal here (CLOSED for good).
     conn = DiscordConnection("wss://g", session_id="s", sequence=1)
     conn.connect()
-    assert conn.close(1000) == b""
+    assert conn.close(code) == b""
     assert conn.state is State.RECONNECTING
-    assert not conn.should_resume
+    assert conn.fatal_close_code is None
+    assert conn.should_resume is resumable
+    assert conn.reconnect() == 0
 
 
 def test_connection_rejected() -> None:

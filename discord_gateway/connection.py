@@ -727,6 +727,7 @@ class DiscordConnection:
             not isinstance(code, int)
             or not (1000 <= code <= 4999)
             or code in (1004, 1005, 1006, 1015)
+            or 1016 <= code <= 2999  # reserved for RFC 6455 itself: peers fail on them
         ):
             raise InvalidCommand(f"{code!r} is not a close code a client may send")
         state = self._lifecycle.state

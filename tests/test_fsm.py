@@ -64,6 +64,7 @@ def test_closed_is_terminal_and_every_state_is_reachable() -> None:
 def test_the_machine_built_from_the_table_follows_it() -> None:
     # _MACHINE is built once, at import; build one more to check the build itself.
     machine = _build_machine()
+    assert machine.models == []  # no model registered: nothing kept alive
     assert set(machine.states) == {state.name for state in State}
     # Only the table's triggers: no `to_<state>` auto transitions around the table.
     assert set(machine.events) == {trigger.value for trigger in Trigger}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from typing import Any
 
 import pytest
-from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Ping, Pong
 
 from discord_gateway import (
@@ -27,7 +27,7 @@ from discord_gateway import (
 )
 from discord_gateway.connection import BACKOFF_BASE, BACKOFF_CAP, MAX_RESUME_ATTEMPTS
 
-from peer import Link
+from peer import Link, client_frames
 
 SPLITS = [None, 1, 7]
 
@@ -149,6 +149,38 @@ def test_a_session_from_the_constructor_gets_three_resumes_too() -> None:
     assert not conn.should_resume
 
 
+def test_resumed_starts_the_count_of_failed_resumes_again() -> None:
+    # spec 54: it is resumes failing *in a row* that brick a session.
+    link = ready_link()
+    conn = link.conn
+
+    def resume() -> Link:
+        conn.reconnect()
+        attempt = Link(conn)
+        attempt.hello()
+        attempt.client(conn.resume("t"))
+        return attempt
+
+    def lose() -> None:
+        with pytest.raises(CloseDiscordConnection):
+            conn.receive(None)
+
+    lose()
+    for _ in range(MAX_RESUME_ATTEMPTS - 1):
+        resume()
+        lose()
+    resume().server({"op": 0, "s": 2, "t": "RESUMED", "d": {}})
+    assert conn.state is State.READY
+    lose()
+    for _ in range(MAX_RESUME_ATTEMPTS - 1):
+        resume()
+        lose()
+        assert conn.should_resume
+    resume()
+    lose()
+    assert not conn.should_resume
+
+
 def test_closing_before_connect_is_not_a_failed_resume() -> None:
     conn = DiscordConnection(
         "wss://g", session_id="s", sequence=1, resume_gateway_url="wss://resume.example"
@@ -264,12 +296,17 @@ def test_a_gateway_close_crossing_ours(theirs: int, resumable: bool) -> None:
     assert link.conn.should_resume is resumable
 
 
-def test_close_sends_our_reason() -> None:
+def test_close_sends_our_code_and_reason() -> None:
     link = ready_link()
     link.peer.ws.receive_data(link.conn.close(4000, "back in a moment"))
     (frame,) = list(link.peer.ws.events())
     assert isinstance(frame, CloseConnection)
     assert (frame.code, frame.reason) == (4000, "back in a moment")
+    link = ready_link()
+    link.peer.ws.receive_data(link.conn.close())
+    (frame,) = list(link.peer.ws.events())
+    assert isinstance(frame, CloseConnection)
+    assert (frame.code, frame.reason) == (1000, "")  # spec 30: the default ends the session
 
 
 def test_events_before_a_close_survive_reconnect() -> None:
@@ -456,9 +493,9 @@ def test_every_reply_of_one_read_is_written_before_the_close() -> None:
     with pytest.raises(CloseDiscordConnection) as info:
         link.conn.receive(data)
     assert info.value.data is not None
-    link.peer.feed(info.value.data)
-    assert link.peer.ops()[-2:] == [1, ("close", 4000)]
-    assert link.peer.ws.state is ConnectionState.CLOSED
+    (text, heartbeat), (close, reason) = client_frames(info.value.data)  # and nothing else
+    assert (text, json.loads(heartbeat)) == (0x1, {"op": 1, "d": 1})  # spec 11: the last s
+    assert (close, int.from_bytes(reason[:2], "big")) == (0x8, 4000)
     assert link.conn.should_resume
 
 

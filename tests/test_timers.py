@@ -136,6 +136,7 @@ def test_ack_state_is_reset_by_every_hello() -> None:
     with pytest.raises(CloseDiscordConnection):
         link.conn.receive(None, now=link.now)
     link.conn.reconnect()
+    assert link.conn.acknowledged  # nothing is in flight on the next WebSocket
     again = Link(link.conn)
     again.now = 200.0
     again.hello(10_000)

@@ -727,6 +727,7 @@ class DiscordConnection:
             not isinstance(code, int)
             or not (1000 <= code <= 4999)
             or code in (1004, 1005, 1006, 1015)
+            or 1016 <= code <= 2999  # reserved for RFC 6455 itself: peers fail on them
         ):
             raise InvalidCommand(f"{code!r} is not a close code a client may send")
         state = self._lifecycle.state
@@ -735,9 +736,10 @@ class DiscordConnection:
                 f"can't close in state {state.value!r}: already closing or closed"
             )
         if self._ws.connection is None:
-            # No WebSocket yet: nothing to shake hands with.
-            if code in SESSION_ENDING_CLOSE_CODES:
-                self._drop_session()
+            # No WebSocket yet: nothing to shake hands with. Our own code decides,
+            # as when the gateway echoes it (spec 30): 1000/1001 end the session,
+            # and a code from the gateway's table (4004, 4009, ...) is not its verdict.
+            self._close_sent_code = code
             self._connection_ended(code, peer_closed=False)
             return b""
         return self._start_close(code, reason, self._now(now))

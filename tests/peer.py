@@ -173,6 +173,29 @@ class Link:
         return list(self.conn.events())
 
 
+def client_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """``(opcode, unmasked payload)`` of each client frame in ``data`` (RFC 6455 5.2).
+
+    Fails unless ``data`` is whole frames and nothing else: wsproto's server
+    stops reading at the close frame and never looks at what follows it.
+    """
+    frames: list[tuple[int, bytes]] = []
+    i = 0
+    while i < len(data):
+        opcode, masked, size = data[i] & 0x0F, data[i + 1] & 0x80, data[i + 1] & 0x7F
+        assert masked, "client frames are masked"
+        i += 2
+        if size >= 126:
+            width = 2 if size == 126 else 8
+            size, i = int.from_bytes(data[i : i + width], "big"), i + width
+        mask, i = data[i : i + 4], i + 4
+        payload = bytes(b ^ mask[k % 4] for k, b in enumerate(data[i : i + size]))
+        assert len(payload) == size, "a truncated frame"
+        frames.append((opcode, payload))
+        i += size
+    return frames
+
+
 def split_points(data: bytes) -> Iterable[tuple[bytes, bytes]]:
     for i in range(len(data) + 1):
         yield data[:i], data[i:]

@@ -11,12 +11,14 @@ import pytest
 
 from discord_gateway import (
     CloseDiscordConnection,
+    HeartbeatAck,
     PayloadTooLarge,
+    Ready,
     RemoteProtocolError,
     State,
 )
 
-from peer import Link
+from peer import Link, client_frames
 
 
 def ready_link(**kwargs: object) -> Link:
@@ -48,6 +50,11 @@ def assert_closing_resumably(link: Link, err: RemoteProtocolError) -> None:
         ('{"op": 0, "s": "3", "t": "X", "d": {}}', "sequence is not an integer"),
         ('{"op": 0, "s": 3, "d": {}}', "without an event name"),
         ('{"op": 10, "d": {"heartbeat_interval": -5}}', "heartbeat_interval"),
+        ('{"op": 10, "d": {"heartbeat_interval": 0}}', "heartbeat_interval"),
+        ('{"op": 10, "d": null}', "heartbeat_interval"),
+        ('{"op": 10, "d": [41250]}', "heartbeat_interval"),
+        ('{"op": 0, "s": 3, "t": "READY", "d": null}', "session_id"),
+        ('{"op": 0, "s": 3, "t": "READY", "d": {"session_id": 1}}', "session_id"),
     ],
 )
 def test_bad_json_payloads(frame: str, match: str) -> None:
@@ -55,6 +62,41 @@ def test_bad_json_payloads(frame: str, match: str) -> None:
     with pytest.raises(RemoteProtocolError, match=match) as info:
         link.conn.receive(link.peer.send(frame))
     assert_closing_resumably(link, info.value)
+
+
+def test_replies_before_a_bad_payload_are_still_written() -> None:
+    link = ready_link()
+    data = link.peer.send({"op": 1, "d": None}) + link.peer.send('{"broken')
+    with pytest.raises(RemoteProtocolError) as info:
+        link.conn.receive(data)
+    assert info.value.data is not None
+    (text, _), (close, reason) = client_frames(info.value.data)  # and nothing else
+    assert (text, close, int.from_bytes(reason[:2], "big")) == (0x1, 0x8, 4000)
+
+
+@pytest.mark.parametrize("url", ["https://gateway.example", "wss://", "", 42])
+def test_a_bad_resume_gateway_url_in_ready_is_ignored(url: object) -> None:
+    # spec 22: the session is fine; resuming will use the main URL.
+    link = Link()
+    link.hello()
+    link.identify()
+    link.server(
+        {"op": 0, "s": 1, "t": "READY", "d": {"session_id": "abc", "resume_gateway_url": url}}
+    )
+    (ready,) = [e for e in link.events() if isinstance(e, Ready)]
+    assert ready.resume_gateway_url is None
+    assert link.conn.state is State.READY
+    assert link.conn.resume_gateway_url is None
+    assert link.conn.url == "wss://gateway.discord.gg/?v=10&encoding=json"
+
+
+def test_an_ack_before_hello_is_harmless() -> None:
+    link = Link(dispatch_handled=True)
+    link.server({"op": 11})
+    (ack,) = link.events()
+    assert isinstance(ack, HeartbeatAck) and ack.latency is None
+    assert link.conn.state is State.CONNECTING
+    assert link.conn.latency is None
 
 
 def test_bad_zlib_data() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from discord_gateway import DiscordConnection, Dispatch, InvalidCommand, Ready, _etf
+from discord_gateway.codec import MAX_SEND_SIZE
 
 from peer import Link, fixture_json
 
@@ -40,6 +41,58 @@ def test_0_4_0_command_methods_send_the_documented_payloads() -> None:
     assert link.peer.received[-1] == fixture_json("docs_examples/request_channel_info_op43.json")
 
 
+def test_command_methods_pass_every_argument_on() -> None:
+    link = ready_link()
+    conn = link.conn
+    link.client(conn.update_presence())
+    assert link.peer.received[-1]["d"]["status"] == "online"
+    link.client(conn.update_presence(status="idle", afk=True, since=5))
+    assert link.peer.received[-1]["d"] == {
+        "since": 5,
+        "activities": [],
+        "status": "idle",
+        "afk": True,
+    }
+    link.client(conn.update_voice_state(1, None, mute=True, deafen=True))
+    assert link.peer.received[-1]["d"] == {
+        "guild_id": "1",
+        "channel_id": None,
+        "self_mute": True,
+        "self_deaf": True,
+    }
+    link.client(conn.request_guild_members(1, presences=True, users=[2, "3"], nonce="n"))
+    assert link.peer.received[-1]["d"] == {
+        "guild_id": "1",
+        "presences": True,
+        "user_ids": ["2", "3"],
+        "nonce": "n",
+    }
+    link.client(conn.request_channel_info(1, fields=["status"]))
+    assert link.peer.received[-1]["d"] == {"guild_id": "1", "fields": ["status"]}
+
+
+def test_identify_sends_the_initial_presence() -> None:
+    link = Link()
+    link.hello()
+    presence = {"since": None, "activities": [], "status": "dnd", "afk": False}
+    link.client(link.conn.identify(token="t", intents=1, presence=presence))
+    assert link.peer.received[-1]["d"]["presence"] == presence
+
+
+def test_a_command_of_exactly_the_size_limit_is_sent() -> None:
+    # spec 42: Discord closes with 4002 only *over* 4096 bytes.
+    link = ready_link()
+    largest = b""
+    for n in range(MAX_SEND_SIZE - 64, MAX_SEND_SIZE):
+        try:
+            largest = link.conn.send_command(3, {"x": "y" * n})
+        except InvalidCommand:
+            break
+    link.peer.ws.receive_data(largest)
+    (message,) = list(link.peer.ws.events())
+    assert len(message.data.encode()) == MAX_SEND_SIZE
+
+
 def test_invalid_commands_are_refused_before_anything_is_sent() -> None:
     link = ready_link()
     sent = len(link.peer.received)
@@ -67,9 +120,12 @@ def test_deprecated_dollar_properties_are_translated() -> None:
     }
 
 
-@pytest.mark.parametrize("stringify", [False, True])
-def test_etf_session(stringify: bool) -> None:
-    conn = DiscordConnection("wss://g", encoding="etf", etf_snowflakes_as_str=stringify)
+@pytest.mark.parametrize("stringify", [None, False, True])
+def test_etf_session(stringify: bool | None) -> None:
+    if stringify is None:  # the default: Discord's integers, as sent
+        conn = DiscordConnection("wss://g", encoding="etf")
+    else:
+        conn = DiscordConnection("wss://g", encoding="etf", etf_snowflakes_as_str=stringify)
     link = Link(conn)
     assert link.peer.request is not None and "encoding=etf" in link.peer.request.target
     link.deliver(link.peer.send(_etf.dumps({"op": 10, "d": {"heartbeat_interval": 41250}})))

@@ -9,10 +9,11 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from transitions import MachineError
 
 from discord_gateway import DiscordConnection, LocalProtocolError, State
 from discord_gateway.fsm import TRANSITIONS, Lifecycle, Trigger, mermaid_diagram
-from discord_gateway.fsm.machine import _MACHINE
+from discord_gateway.fsm.machine import _MACHINE, _build_machine
 from discord_gateway.fsm.states import transition_table
 
 from peer import Link
@@ -58,6 +59,25 @@ def test_closed_is_terminal_and_every_state_is_reachable() -> None:
     for _ in State:
         reachable |= {dest for (src, _t), dest in TABLE.items() if src in reachable}
     assert reachable == set(State)
+
+
+def test_the_machine_built_from_the_table_follows_it() -> None:
+    # _MACHINE is built once, at import; build one more to check the build itself.
+    machine = _build_machine()
+    assert machine.models == []  # no model registered: nothing kept alive
+    assert set(machine.states) == {state.name for state in State}
+    # Only the table's triggers: no `to_<state>` auto transitions around the table.
+    assert set(machine.events) == {trigger.value for trigger in Trigger}
+    for state in State:
+        for trigger in Trigger:
+            model = Lifecycle(state)
+            if (state, trigger) in TABLE:
+                assert machine.events[trigger.value].trigger(model)
+                assert model.state is TABLE[(state, trigger)]
+            else:
+                with pytest.raises(MachineError):
+                    machine.events[trigger.value].trigger(model)
+                assert model.state is state
 
 
 def test_one_machine_serves_every_connection() -> None:

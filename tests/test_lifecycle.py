@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from typing import Any
 
 import pytest
+from wsproto.events import CloseConnection, Ping, Pong
 
 from discord_gateway import (
     CloseDiscordConnection,
@@ -25,7 +27,7 @@ from discord_gateway import (
 )
 from discord_gateway.connection import BACKOFF_BASE, BACKOFF_CAP, MAX_RESUME_ATTEMPTS
 
-from peer import Link
+from peer import Link, client_frames
 
 SPLITS = [None, 1, 7]
 
@@ -133,6 +135,61 @@ def test_a_bricked_session_falls_back_to_identify() -> None:
     assert conn.url == "wss://gateway.discord.gg/?v=10&encoding=json"
 
 
+def test_a_session_from_the_constructor_gets_three_resumes_too() -> None:
+    # spec 54, for a session restored from storage rather than from READY.
+    conn = DiscordConnection("wss://g", session_id="s", sequence=5)
+    for _ in range(MAX_RESUME_ATTEMPTS):
+        assert conn.should_resume
+        attempt = Link(conn)
+        attempt.hello()
+        attempt.client(conn.resume("t"))
+        with pytest.raises(CloseDiscordConnection):
+            conn.receive(None)
+        conn.reconnect()
+    assert not conn.should_resume
+
+
+def test_resumed_starts_the_count_of_failed_resumes_again() -> None:
+    # spec 54: it is resumes failing *in a row* that brick a session.
+    link = ready_link()
+    conn = link.conn
+
+    def resume() -> Link:
+        conn.reconnect()
+        attempt = Link(conn)
+        attempt.hello()
+        attempt.client(conn.resume("t"))
+        return attempt
+
+    def lose() -> None:
+        with pytest.raises(CloseDiscordConnection):
+            conn.receive(None)
+
+    lose()
+    for _ in range(MAX_RESUME_ATTEMPTS - 1):
+        resume()
+        lose()
+    resume().server({"op": 0, "s": 2, "t": "RESUMED", "d": {}})
+    assert conn.state is State.READY
+    lose()
+    for _ in range(MAX_RESUME_ATTEMPTS - 1):
+        resume()
+        lose()
+        assert conn.should_resume
+    resume()
+    lose()
+    assert not conn.should_resume
+
+
+def test_closing_before_connect_is_not_a_failed_resume() -> None:
+    conn = DiscordConnection(
+        "wss://g", session_id="s", sequence=1, resume_gateway_url="wss://resume.example"
+    )
+    assert conn.close(4000) == b""
+    assert conn.should_resume
+    assert conn.resume_gateway_url == "wss://resume.example"
+
+
 def test_resume_url_is_dropped_when_the_session_dies() -> None:
     link = ready_link()
     link.server({"op": 9, "d": False})
@@ -203,10 +260,12 @@ def test_server_close_codes(code: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "resumable"), [(1000, False), (1001, False), (4000, True), (3001, True)]
+    ("code", "resumable"),
+    [(1000, False), (1001, False), (4000, True), (3001, True), (4004, True), (4009, True)],
 )
 def test_our_close_code_decides_the_session(code: int, resumable: bool) -> None:
-    # spec 30: closing ourselves with 1000/1001 ends the session.
+    # spec 30: closing ourselves with 1000/1001 ends the session; the gateway
+    # echoing our 4004 or 4009 is not its verdict on the session.
     link = ready_link()
     frame = link.conn.close(code)
     assert link.conn.state is State.CLOSING
@@ -223,6 +282,31 @@ def test_a_fatal_close_crossing_ours_still_wins() -> None:
     link.deliver(link.peer.close(4004))  # the server closed at the same time
     del close_frame
     assert link.conn.state is State.CLOSED
+
+
+@pytest.mark.parametrize(("theirs", "resumable"), [(1000, True), (4008, True), (4009, False)])
+def test_a_gateway_close_crossing_ours(theirs: int, resumable: bool) -> None:
+    # spec 30: our 4000 keeps the session, unless the gateway's own close frame,
+    # crossing ours, ends it (4009: session timed out, table H).
+    link = ready_link()
+    link.conn.close(4000)  # not yet delivered to the peer
+    link.deliver(link.peer.close(theirs))
+    assert link.closed is not None and link.closed.code == theirs
+    assert link.conn.state is State.RECONNECTING
+    assert link.conn.should_resume is resumable
+
+
+def test_close_sends_our_code_and_reason() -> None:
+    link = ready_link()
+    link.peer.ws.receive_data(link.conn.close(4000, "back in a moment"))
+    (frame,) = list(link.peer.ws.events())
+    assert isinstance(frame, CloseConnection)
+    assert (frame.code, frame.reason) == (4000, "back in a moment")
+    link = ready_link()
+    link.peer.ws.receive_data(link.conn.close())
+    (frame,) = list(link.peer.ws.events())
+    assert isinstance(frame, CloseConnection)
+    assert (frame.code, frame.reason) == (1000, "")  # spec 30: the default ends the session
 
 
 def test_events_before_a_close_survive_reconnect() -> None:
@@ -280,6 +364,47 @@ def test_backoff_is_zero_then_full_jitter_exponential_and_reset_by_ready() -> No
     assert conn.reconnect() == 0  # READY reset the backoff
 
 
+class UpperBounds(random.Random):
+    """Draws the upper bound of every ``uniform()``, and records the bounds."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.bounds: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.bounds.append((a, b))
+        return b
+
+
+def test_backoff_doubles_from_one_second_up_to_the_cap() -> None:
+    rng = UpperBounds()
+    conn = DiscordConnection("wss://g", rng=rng)
+    delays = [conn.reconnect() for _ in range(9)]
+    assert (BACKOFF_BASE, BACKOFF_CAP) == (1.0, 60.0)
+    assert delays == [0, 1, 2, 4, 8, 16, 32, 60, 60]
+    assert rng.bounds == [(0, delay) for delay in delays[1:]]  # full jitter: from 0
+
+
+def test_resumed_is_delivered_and_resets_the_backoff() -> None:
+    # spec 24; like READY, RESUMED ends the backoff.
+    link = ready_link()
+    conn = link.conn
+    link.server({"op": 7})
+    finish_close(link)
+    assert conn.reconnect() == 0
+    assert conn.reconnect() > 0  # an attempt that never connected backs off
+    again = Link(conn)
+    again.hello()
+    again.client(conn.resume("t0ken"))
+    resumed = {"op": 0, "s": 2, "t": "RESUMED", "d": {"_trace": ["gw"]}}
+    again.server(resumed)
+    (event,) = [e for e in again.events() if isinstance(e, Resumed)]
+    assert (event.seq, event.data, event.payload) == (2, {"_trace": ["gw"]}, resumed)
+    again.server({"op": 7})
+    finish_close(again)
+    assert conn.reconnect() == 0
+
+
 def test_hidden_events_unless_dispatch_handled() -> None:
     for handled in (False, True):
         link = ready_link(dispatch_handled=handled)
@@ -295,6 +420,23 @@ def test_hidden_events_unless_dispatch_handled() -> None:
     link.server({"op": 9, "d": False})
     (event,) = link.events()
     assert isinstance(event, InvalidSession) and event.resumable is False
+
+
+def test_handled_events_carry_their_payloads() -> None:
+    link = ready_link(dispatch_handled=True)
+    link.events()
+    messages = [{"op": 1, "d": None}, {"op": 11}, {"op": 42, "d": 1}, {"op": 7, "d": None}]
+    link.server(*messages)
+    events = link.events()
+    assert [e.payload for e in events] == messages
+    unknown = events[2]
+    assert isinstance(unknown, UnknownMessage) and unknown.op == 42
+    link = ready_link(dispatch_handled=True)
+    link.events()
+    link.server({"op": 9, "d": True})
+    (invalid,) = link.events()
+    assert isinstance(invalid, InvalidSession)
+    assert invalid.resumable and invalid.payload == {"op": 9, "d": True}
 
 
 def test_unknown_opcode_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
@@ -323,11 +465,38 @@ def test_duplicate_dispatches_are_never_delivered_twice() -> None:
 
 
 def test_ping_is_answered() -> None:
-    from wsproto.events import Ping
-
+    # RFC 6455: a pong with the ping's payload; what follows in the read still counts.
     link = ready_link()
-    out = link.deliver(link.peer.ws.send(Ping(b"x")))
-    assert out  # a pong
+    link.events()
+    data = link.peer.ws.send(Ping(b"x")) + link.peer.send({"op": 0, "s": 2, "t": "A", "d": {}})
+    link.peer.ws.receive_data(b"".join(link.conn.receive(data)))
+    assert [(type(e), e.payload) for e in link.peer.ws.events()] == [(Pong, b"x")]
+    assert [e.name for e in link.events()] == ["A"]
+
+
+def test_an_unsolicited_pong_is_ignored() -> None:
+    link = ready_link()
+    link.events()
+    data = link.peer.ws.send(Pong(b"y")) + link.peer.send({"op": 0, "s": 2, "t": "B", "d": {}})
+    assert link.conn.receive(data) == []
+    assert [e.name for e in link.events()] == ["B"]
+
+
+def test_every_reply_of_one_read_is_written_before_the_close() -> None:
+    # spec 52: op 7 and the gateway's close frame in one read, after an op 1.
+    link = ready_link()
+    data = (
+        link.peer.send({"op": 1, "d": None})
+        + link.peer.send({"op": 7, "d": None})
+        + link.peer.close(1001)
+    )
+    with pytest.raises(CloseDiscordConnection) as info:
+        link.conn.receive(data)
+    assert info.value.data is not None
+    (text, heartbeat), (close, reason) = client_frames(info.value.data)  # and nothing else
+    assert (text, json.loads(heartbeat)) == (0x1, {"op": 1, "d": 1})  # spec 11: the last s
+    assert (close, int.from_bytes(reason[:2], "big")) == (0x8, 4000)
+    assert link.conn.should_resume
 
 
 def test_sending_rules_by_state() -> None:
@@ -352,20 +521,37 @@ def test_sending_rules_by_state() -> None:
     with pytest.raises(InvalidCommand, match="4096"):
         conn.send_command(3, {"x": "y" * 5000})
     conn.close(4000)
-    with pytest.raises(LocalProtocolError, match="closing"):
+    with pytest.raises(LocalProtocolError, match="the connection is closing"):
         conn.send_command(3, {})
-    with pytest.raises(LocalProtocolError, match="closing"):
+    with pytest.raises(LocalProtocolError, match="the connection is closing"):
         conn.heartbeat()
     with pytest.raises(LocalProtocolError, match="already closing"):
         conn.close()
 
 
-@pytest.mark.parametrize("code", [999, 1005, 1006, 5000])
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000])
 def test_invalid_close_codes_are_refused(code: int) -> None:
+    # RFC 6455 7.4: 1016-2999 are reserved, and a peer fails the connection on
+    # them (wsproto answers 1002); 1005, 1006 and 1015 never go on the wire.
     link = ready_link()
     with pytest.raises(InvalidCommand):
         link.conn.close(code)
     assert link.conn.state is State.READY
+
+
+@pytest.mark.parametrize("code", [1000, 1011, 3000, 4999])
+def test_close_codes_at_the_edges_are_sent(code: int) -> None:
+    link = ready_link()
+    link.client(link.conn.close(code))
+    assert link.peer.received[-1] == ("close", code)
+
+
+def test_resume_validates_the_token() -> None:
+    link = Link(DiscordConnection("wss://g", session_id="s", sequence=1))
+    link.hello()
+    with pytest.raises(InvalidCommand, match="token"):
+        link.conn.resume("")
+    assert link.conn.state is State.HELLO
 
 
 def test_identify_validates_arguments() -> None:
@@ -391,12 +577,20 @@ def test_connect_twice_and_receive_before_connect() -> None:
         conn.connect()
 
 
-def test_close_before_the_websocket_is_open() -> None:
+@pytest.mark.parametrize(
+    ("code", "resumable"),
+    [(1000, False), (1001, False), (4000, True), (3000, True), (4004, True), (4009, True)],
+)
+def test_close_before_the_websocket_is_open(code: int, resumable: bool) -> None:
+    # spec 30: our own code decides, as when the gateway echoes it. 4004 or 4009
+    # from *us* is not the gateway's verdict: it was fatal here (CLOSED for good).
     conn = DiscordConnection("wss://g", session_id="s", sequence=1)
     conn.connect()
-    assert conn.close(1000) == b""
+    assert conn.close(code) == b""
     assert conn.state is State.RECONNECTING
-    assert not conn.should_resume
+    assert conn.fatal_close_code is None
+    assert conn.should_resume is resumable
+    assert conn.reconnect() == 0
 
 
 def test_connection_rejected() -> None:

@@ -88,6 +88,15 @@ def test_queue_is_bounded() -> None:
         conn.send_command(3, PRESENCE, now=0.0)
 
 
+def test_queue_holds_a_thousand_commands_by_default() -> None:
+    link = ready_link()
+    conn = link.conn
+    for _ in range(CommandRateLimiter.budget(conn.heartbeat_interval) + 1000):
+        conn.send_command(3, PRESENCE, now=0.0)
+    with pytest.raises(CommandQueueFull, match="1000 commands"):
+        conn.send_command(3, PRESENCE, now=0.0)
+
+
 def test_queued_commands_survive_a_resume_and_the_window_resets() -> None:
     link = ready_link()
     conn = link.conn
@@ -116,6 +125,8 @@ def test_queued_commands_are_dropped_with_an_event_when_the_session_is_lost() ->
     link.server({"op": 9, "d": False})
     (event,) = [e for e in link.events() if isinstance(e, CommandsDropped)]
     assert [c["d"]["since"] for c in event.commands] == [budget, budget + 1]
+    assert event.reason == "the session was lost"
+    assert event.payload == {"op": None, "d": list(event.commands)}
     link.deliver(link.peer_replies)
     conn.reconnect()
     link2 = Link(conn)

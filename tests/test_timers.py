@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
-from discord_gateway import CloseDiscordConnection, DiscordConnection, State
+from discord_gateway import (
+    CloseDiscordConnection,
+    DiscordConnection,
+    HeartbeatAck,
+    RemoteProtocolError,
+    State,
+)
 from discord_gateway.connection import CLOSE_TIMEOUT
 
 from peer import Link
 
 
-def hello_link(interval_ms: int = 10_000, seed: int = 1) -> Link:
-    conn = DiscordConnection("wss://g", rng=random.Random(seed), clock=_no_clock)
+def hello_link(interval_ms: float = 10_000, seed: int = 1, **kwargs: Any) -> Link:
+    conn = DiscordConnection("wss://g", rng=random.Random(seed), clock=_no_clock, **kwargs)
     link = Link(conn)
     link.now = 100.0
     link.hello(interval_ms)
@@ -84,6 +91,35 @@ def test_zombie_connection_is_closed_resumably_within_one_interval() -> None:
     assert link.conn.should_resume
 
 
+def test_a_slightly_late_timer_keeps_the_cadence() -> None:
+    # spec 10: every interval after the first beat, not every interval after the
+    # moment the timer happened to fire.
+    link = hello_link(10_000)
+    first = link.conn.next_deadline()
+    assert first is not None
+    fire(link, first + 0.5)
+    assert link.conn.next_deadline() == pytest.approx(first + 10.0)
+
+
+@pytest.mark.parametrize("interval_ms", [1, 0.5])
+def test_any_positive_heartbeat_interval_is_accepted(interval_ms: float) -> None:
+    link = hello_link(interval_ms)
+    assert link.conn.state is State.HELLO
+    assert link.conn.heartbeat_interval == interval_ms / 1000
+
+
+def test_no_timer_work_once_the_websocket_is_gone() -> None:
+    link = hello_link(10_000)
+    link.identify()
+    link.ready()
+    fire(link, link.conn.next_deadline() or 0)  # a heartbeat in flight
+    with pytest.raises(CloseDiscordConnection):
+        link.conn.receive(None, now=link.now)  # transport lost
+    assert link.conn.state is State.RECONNECTING
+    assert link.conn.next_deadline() is None
+    assert link.conn.handle_timer(link.now + 100.0) == []  # no beat, no zombie close
+
+
 def test_a_late_timer_does_not_burst() -> None:
     link = hello_link(10_000)
     first = link.conn.next_deadline()
@@ -100,6 +136,7 @@ def test_ack_state_is_reset_by_every_hello() -> None:
     with pytest.raises(CloseDiscordConnection):
         link.conn.receive(None, now=link.now)
     link.conn.reconnect()
+    assert link.conn.acknowledged  # nothing is in flight on the next WebSocket
     again = Link(link.conn)
     again.now = 200.0
     again.hello(10_000)
@@ -118,6 +155,31 @@ def test_heartbeat_request_is_answered_at_once() -> None:
     assert link.conn.acknowledged
 
 
+def test_the_answer_to_a_heartbeat_request_is_timed_too() -> None:
+    # An ACK is an ACK (spec 13): the one answering our reply to op 1 gives a
+    # round trip; a second ACK has nothing left to time and changes nothing.
+    link = hello_link(dispatch_handled=True)
+    link.identify()
+    link.server({"op": 1, "d": None})  # answered at once, at t=100
+    link.now = 100.5
+    link.server({"op": 11})
+    link.server({"op": 11})
+    first, second = [e for e in link.events() if isinstance(e, HeartbeatAck)]
+    assert first.latency == pytest.approx(0.5)
+    assert second.latency is None
+    assert link.conn.latency == pytest.approx(0.5)
+
+
+def test_latency_is_the_mean_of_the_last_five_round_trips() -> None:
+    link = hello_link(10_000)
+    for round_trip in (1.0, 0.1, 0.2, 0.3, 0.4, 0.5):
+        due = link.conn.next_deadline() or 0
+        fire(link, due)
+        link.now = due + round_trip
+        link.server({"op": 11})
+    assert link.conn.latency == pytest.approx(0.3)  # the first one is forgotten
+
+
 def test_latency_from_the_ack() -> None:
     link = hello_link()
     assert link.conn.latency is None
@@ -128,20 +190,21 @@ def test_latency_from_the_ack() -> None:
     assert link.conn.latency == pytest.approx(0.25)
 
 
-def test_close_handshake_times_out_on_a_dead_peer() -> None:
+@pytest.mark.parametrize(("code", "resumable"), [(4000, True), (1000, False)])
+def test_close_handshake_times_out_on_a_dead_peer(code: int, resumable: bool) -> None:
     link = hello_link()
     link.identify()
     link.ready()
-    link.conn.close(4000, now=link.now)
+    link.conn.close(code, now=link.now)
     deadline = link.conn.next_deadline()
-    assert deadline is not None
+    assert deadline == link.now + CLOSE_TIMEOUT
     assert link.conn.handle_timer(deadline - 0.01) == []
     with pytest.raises(CloseDiscordConnection) as info:
         link.conn.handle_timer(deadline)
     assert info.value.code == 1006
     assert link.conn.state is State.RECONNECTING
-    assert link.conn.should_resume
-    assert CLOSE_TIMEOUT > 0
+    # spec 30: our code still decides when the gateway never answers it.
+    assert link.conn.should_resume is resumable
 
 
 def test_no_heartbeat_while_closing() -> None:
@@ -167,6 +230,33 @@ def test_manual_heartbeat_without_ack_expectation() -> None:
     link = hello_link()
     link.client(link.conn.heartbeat(acknowledge=False, now=1.0))
     assert link.conn.acknowledged
+
+
+@pytest.mark.parametrize("ending", [{"op": 7}, {"op": 9, "d": False}, '{"broken'])
+def test_the_clock_is_never_read_when_now_is_given(ending: dict[str, Any] | str) -> None:
+    # The clock of hello_link() raises: every method given `now` must use it.
+    link = hello_link()
+    link.identify()
+    link.ready()
+    conn = link.conn
+    for command in (
+        conn.update_presence(status="idle", now=link.now),
+        conn.update_voice_state(1, 2, now=link.now),
+        conn.request_guild_members(1, query="", limit=0, now=link.now),
+        conn.request_soundboard_sounds([1], now=link.now),
+        conn.request_channel_info(1, now=link.now),
+    ):
+        link.client(command)
+    assert [p["op"] for p in link.peer.received[-5:]] == [3, 4, 8, 31, 43]
+    link.server({"op": 1, "d": None})  # answered at once
+    link.now = 120.0
+    if isinstance(ending, str):
+        with pytest.raises(RemoteProtocolError):
+            link.server(ending)
+    else:
+        link.server(ending)
+    assert conn.state is State.CLOSING
+    assert conn.next_deadline() == 120.0 + CLOSE_TIMEOUT
 
 
 def test_clock_is_read_when_no_now_is_given() -> None:

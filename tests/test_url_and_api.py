@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -52,6 +53,54 @@ def test_existing_query_is_merged_not_glued() -> None:
     assert target_of(conn) == "/?foo=bar&v=10&encoding=json&compress=zlib-stream"
 
 
+def test_our_parameters_replace_the_urls_and_the_rest_is_kept_verbatim() -> None:
+    # A compress= in the URL would ask for compression we cannot inflate.
+    conn = DiscordConnection("wss://gateway.discord.gg/?compress=zlib-stream&flag=&x=1")
+    assert target_of(conn) == "/?flag=&x=1&v=10&encoding=json"
+
+
+@pytest.mark.parametrize("compress", [None, False])
+def test_no_compression(compress: bool | None) -> None:
+    conn = DiscordConnection("wss://gateway.discord.gg", compress=compress)
+    assert conn.transport_compression is None
+    assert conn.payload_compression is False
+    assert target_of(conn) == "/?v=10&encoding=json"
+
+
+def test_transport_compression_is_not_payload_compression() -> None:
+    conn = DiscordConnection("wss://gateway.discord.gg", compress="zlib-stream")
+    assert conn.payload_compression is False
+    assert conn.compress == "zlib-stream"
+
+
+def test_the_host_header_leaves_credentials_out() -> None:
+    peer = Peer()
+    peer.accept(DiscordConnection("wss://user:secret@gateway.example:8443").connect())
+    assert peer.request is not None and peer.request.host == "gateway.example:8443"
+
+
+def test_versions_before_9_are_served_but_deprecated(caplog: pytest.LogCaptureFixture) -> None:
+    # spec 3: 10 and 9 are available, 6-8 deprecated.
+    with caplog.at_level(logging.WARNING, logger="discord_gateway"):
+        DiscordConnection("wss://gateway.discord.gg", version=10)
+        DiscordConnection("wss://gateway.discord.gg", version=9)
+        assert "deprecated" not in caplog.text
+        DiscordConnection("wss://gateway.discord.gg", version=8)
+    assert "version 8 is deprecated" in caplog.text
+
+
+def test_constructor_attributes_and_an_injected_logger(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("tests.my_bot.gateway")
+    conn = DiscordConnection("gateway.discord.gg", logger=logger)
+    assert conn.uri == "gateway.discord.gg"
+    assert conn.fatal_close_code is None
+    assert conn.heartbeat_interval is None
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        Link(conn).hello()
+    assert caplog.records
+    assert {record.name for record in caplog.records} == {logger.name}
+
+
 def test_bare_host_as_in_the_0_4_0_readme() -> None:
     conn = DiscordConnection("gateway.discord.gg", encoding="json")
     assert conn.destination == ("gateway.discord.gg", 443)
@@ -95,11 +144,20 @@ def test_bad_urls_get_a_clear_error(uri: str, match: str) -> None:
         ({"max_payload_size": 10}, "max_payload_size"),
         ({"session_id": "abc"}, "sequence"),
         ({"resume_gateway_url": "ftp://x"}, "resume_gateway_url"),
+        ({"hello_timeout": 0}, "must be positive"),
+        ({"close_timeout": 0}, "must be positive"),
+        ({"close_timeout": -1.0}, "must be positive"),
     ],
 )
 def test_bad_arguments_get_a_clear_error(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         DiscordConnection("wss://gateway.discord.gg", **kwargs)  # type: ignore[arg-type]
+
+
+def test_short_timeouts_are_fine() -> None:
+    conn = DiscordConnection("wss://gateway.discord.gg", hello_timeout=0.5, close_timeout=0.5)
+    conn.connect(now=10.0)
+    assert conn.next_deadline() == 10.5
 
 
 def test_configuration_error_is_a_value_error_like_0_4_0s() -> None:

@@ -79,7 +79,8 @@ from harness import (
 MAX_EXAMPLES, STEPS = budget()
 
 SERVER_CLOSE_CODES = [1000, 1001, 3000, *range(4000, 4015), 4015, 4999]
-CLIENT_CLOSE_CODES = [1000, 1001, 4000, 4900, 3000]
+# 4004 and 4009 are fatal / session-ending from the gateway, never from us (spec 30).
+CLIENT_CLOSE_CODES = [1000, 1001, 4000, 4900, 3000, 4004, 4009]
 PRESENCE = {"since": None, "activities": [], "status": "online", "afk": False}
 SPLITS = st.one_of(st.integers(1, 64), st.just(1 << 30))  # 1 byte .. all of it
 
@@ -495,9 +496,9 @@ class GatewayMachine(RuleBasedStateMachine):
         if data:
             self.emit(link, [data], origin="close")
             return
-        # No WebSocket yet (the upgrade is unanswered): the connection just ends.
-        if code in (1000, 1001):
-            self.model.drop_session()  # spec 30
+        # No WebSocket yet (the upgrade is unanswered): the connection just ends,
+        # and our code decides as if the gateway had echoed it (spec 30).
+        link.client_close = code
         link.client_gone = True
         link.down.clear()
         self.model.connection_ended(link, code)

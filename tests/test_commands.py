@@ -68,9 +68,7 @@ def test_identify_minimal_doc_example() -> None:
 
 
 def test_update_presence_doc_example_and_key_order() -> None:
-    built = presence_data(
-        since=91879201, activities=[{"name": "Save the Oxford Comma", "type": 0}]
-    )
+    built = presence_data(since=91879201, activities=[{"name": "Save the Oxford Comma", "type": 0}])
     expected = doc("update_presence_op3.json")
     assert built == expected
     assert list(built) == list(expected)
@@ -112,8 +110,26 @@ def test_snowflake_accepted(value: object, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [0, -1, 2**64, "0", "", "-5", "+5", " 5", "5 ", "1.0", "0x10", "١٢", "9" * 21, 1.0, None,
-     True, b"5", [5]],
+    [
+        0,
+        -1,
+        2**64,
+        "0",
+        "",
+        "-5",
+        "+5",
+        " 5",
+        "5 ",
+        "1.0",
+        "0x10",
+        "١٢",
+        "9" * 21,
+        1.0,
+        None,
+        True,
+        b"5",
+        [5],
+    ],
 )
 def test_snowflake_refused(value: object) -> None:
     with pytest.raises(InvalidCommand, match="guild_id"):
@@ -145,7 +161,9 @@ def test_identify_default_properties() -> None:
 def test_identify_partial_properties_fall_back_to_defaults() -> None:
     built = identify_data(token="t", intents=0, properties={"browser": "Discord iOS"})
     assert built["properties"] == {
-        "os": sys.platform, "browser": "Discord iOS", "device": "discord-gateway"
+        "os": sys.platform,
+        "browser": "Discord iOS",
+        "device": "discord-gateway",
     }
 
 
@@ -192,8 +210,14 @@ def test_identify_error_messages_never_echo_the_token() -> None:
 
 @pytest.mark.parametrize(
     ("intents", "rule"),
-    [(-1, "intents must be >= 0"), (INTENTS_LIMIT, "4013"), (1 << 40, "4013"),
-     (True, "must be an int"), ("513", "must be an int"), (513.0, "must be an int")],
+    [
+        (-1, "intents must be >= 0"),
+        (INTENTS_LIMIT, "4013"),
+        (1 << 40, "4013"),
+        (True, "must be an int"),
+        ("513", "must be an int"),
+        (513.0, "must be an int"),
+    ],
 )
 def test_identify_refuses_bad_intents(intents: Any, rule: str) -> None:
     with pytest.raises(InvalidCommand, match=rule):
@@ -222,9 +246,17 @@ def test_identify_large_threshold_bounds_are_inclusive(threshold: int) -> None:
 
 @pytest.mark.parametrize(
     ("shard", "rule"),
-    [((1, 1), "0 <= shard_id < num_shards"), ((-1, 2), "0 <= shard_id < num_shards"),
-     ((0, 0), "0 <= shard_id < num_shards"), ((0,), "pair of ints"), ((0, 1, 2), "pair of ints"),
-     (("0", "1"), "pair of ints"), ((True, 2), "pair of ints"), ("01", "pair"), (0, "pair")],
+    [
+        ((1, 1), "0 <= shard_id < num_shards"),
+        ((-1, 2), "0 <= shard_id < num_shards"),
+        ((0, 0), "0 <= shard_id < num_shards"),
+        ((0,), "pair of ints"),
+        ((0, 1, 2), "pair of ints"),
+        (("0", "1"), "pair of ints"),
+        ((True, 2), "pair of ints"),
+        ("01", "pair"),
+        (0, "pair"),
+    ],
 )
 def test_identify_refuses_bad_shard(shard: Any, rule: str) -> None:
     with pytest.raises(InvalidCommand, match=rule):
@@ -361,11 +393,13 @@ def test_request_members_limit_range(limit: Any) -> None:
 
 
 def test_request_members_full_example() -> None:
-    built = request_guild_members_data(
-        "1", query="ab", limit=100, presences=True, nonce="n" * 32
-    )
+    built = request_guild_members_data("1", query="ab", limit=100, presences=True, nonce="n" * 32)
     assert built == {
-        "guild_id": "1", "query": "ab", "limit": 100, "presences": True, "nonce": "n" * 32
+        "guild_id": "1",
+        "query": "ab",
+        "limit": 100,
+        "presences": True,
+        "nonce": "n" * 32,
     }
 
 
@@ -379,8 +413,13 @@ def test_request_members_user_ids_single_or_list() -> None:
 
 @pytest.mark.parametrize(
     ("user_ids", "rule"),
-    [([], "1 to 100"), (range(1, 102), "1 to 100"), ([1, 0], r"user_ids\[1\]"),
-     ({"1": 1}, "list of snowflakes"), (b"12", "list of snowflakes")],
+    [
+        ([], "1 to 100"),
+        (range(1, 102), "1 to 100"),
+        ([1, 0], r"user_ids\[1\]"),
+        ({"1": 1}, "list of snowflakes"),
+        (b"12", "list of snowflakes"),
+    ],
 )
 def test_request_members_refuses_bad_user_ids(user_ids: Any, rule: str) -> None:
     with pytest.raises(InvalidCommand, match=rule):
@@ -422,8 +461,12 @@ def test_request_members_refuses_bad_query_and_presences() -> None:
 
 @pytest.mark.parametrize(
     ("guild_ids", "rule"),
-    [([], "at least one"), ("123", "list of snowflakes"), (123, "list of snowflakes"),
-     ([1, "x"], r"guild_ids\[1\]")],
+    [
+        ([], "at least one"),
+        ("123", "list of snowflakes"),
+        (123, "list of snowflakes"),
+        ([1, "x"], r"guild_ids\[1\]"),
+    ],
 )
 def test_soundboard_refuses_bad_guild_ids(guild_ids: Any, rule: str) -> None:
     with pytest.raises(InvalidCommand, match=rule):
@@ -436,9 +479,7 @@ def test_soundboard_refuses_more_guilds_than_fit_in_4096_bytes() -> None:
         request_soundboard_sounds_data(ids)
 
 
-@pytest.mark.parametrize(
-    "fields", [[], ["status", "status"], ["topic"], "status", None]
-)
+@pytest.mark.parametrize("fields", [[], ["status", "status"], ["topic"], "status", None])
 def test_channel_info_refuses_bad_fields(fields: Any) -> None:
     with pytest.raises(InvalidCommand, match="fields must be"):
         request_channel_info_data(1, fields)
@@ -446,7 +487,8 @@ def test_channel_info_refuses_bad_fields(fields: Any) -> None:
 
 def test_channel_info_subset_of_fields() -> None:
     assert request_channel_info_data(1, ["voice_start_time"]) == {
-        "guild_id": "1", "fields": ["voice_start_time"]
+        "guild_id": "1",
+        "fields": ["voice_start_time"],
     }
 
 
@@ -460,8 +502,9 @@ snowflakes = st.one_of(
 activities = st.lists(
     st.dictionaries(
         st.sampled_from(["name", "type", "state", "url", "details"]),
-        st.one_of(st.none(), st.integers(-1, 8), st.text(max_size=300),
-                  st.just("https://twitch.tv/x")),
+        st.one_of(
+            st.none(), st.integers(-1, 8), st.text(max_size=300), st.just("https://twitch.tv/x")
+        ),
         max_size=5,
     ),
     max_size=20,
@@ -483,9 +526,12 @@ def build_command(draw: st.DrawFn) -> tuple[int, Any]:
         return 2, identify_data(
             token=draw(st.text(max_size=100)),
             intents=draw(st.integers(-1, 2**27)),
-            properties=draw(st.none() | st.dictionaries(
-                st.sampled_from(["os", "browser", "device", "extra"]), st.text(max_size=600)
-            )),
+            properties=draw(
+                st.none()
+                | st.dictionaries(
+                    st.sampled_from(["os", "browser", "device", "extra"]), st.text(max_size=600)
+                )
+            ),
             compress=draw(st.none() | st.booleans()),
             large_threshold=draw(st.none() | st.integers(40, 260)),
             shard=draw(st.none() | st.tuples(st.integers(-1, 5), st.integers(0, 5))),

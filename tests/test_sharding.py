@@ -44,8 +44,16 @@ def test_shard_for_guild_is_in_range(guild_id: int, num_shards: int) -> None:
 
 @pytest.mark.parametrize(
     ("guild_id", "num_shards", "rule"),
-    [(1, 0, "num_shards"), (1, -1, "num_shards"), (1, True, "num_shards"), (0, 1, "guild_id"),
-     (2**64, 1, "guild_id"), ("x1", 1, "guild_id"), (None, 1, "guild_id"), (1.0, 1, "guild_id")],
+    [
+        (1, 0, "num_shards"),
+        (1, -1, "num_shards"),
+        (1, True, "num_shards"),
+        (0, 1, "guild_id"),
+        (2**64, 1, "guild_id"),
+        ("x1", 1, "guild_id"),
+        (None, 1, "guild_id"),
+        (1.0, 1, "guild_id"),
+    ],
 )
 def test_shard_for_guild_refuses(guild_id: Any, num_shards: Any, rule: str) -> None:
     with pytest.raises(ConfigurationError, match=rule):
@@ -77,14 +85,43 @@ def test_gateway_bot_docs_example() -> None:
         ({"shards": 0}, "shards"),
         ({"shards": "9"}, "shards"),
         ({"session_start_limit": None}, "session_start_limit"),
-        ({"session_start_limit": {"total": 1, "remaining": 2, "reset_after": 0,
-                                  "max_concurrency": 1}}, "remaining <= total"),
-        ({"session_start_limit": {"total": 1, "remaining": 1, "reset_after": -1,
-                                  "max_concurrency": 1}}, "reset_after"),
-        ({"session_start_limit": {"total": 1, "remaining": 1, "reset_after": 0,
-                                  "max_concurrency": 0}}, "max_concurrency"),
-        ({"session_start_limit": {"total": 1, "remaining": 1, "max_concurrency": 1}},
-         "reset_after"),
+        (
+            {
+                "session_start_limit": {
+                    "total": 1,
+                    "remaining": 2,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                }
+            },
+            "remaining <= total",
+        ),
+        (
+            {
+                "session_start_limit": {
+                    "total": 1,
+                    "remaining": 1,
+                    "reset_after": -1,
+                    "max_concurrency": 1,
+                }
+            },
+            "reset_after",
+        ),
+        (
+            {
+                "session_start_limit": {
+                    "total": 1,
+                    "remaining": 1,
+                    "reset_after": 0,
+                    "max_concurrency": 0,
+                }
+            },
+            "max_concurrency",
+        ),
+        (
+            {"session_start_limit": {"total": 1, "remaining": 1, "max_concurrency": 1}},
+            "reset_after",
+        ),
     ],
 )
 def test_gateway_bot_refuses_bad_bodies(change: dict[str, Any], rule: str) -> None:
@@ -92,7 +129,10 @@ def test_gateway_bot_refuses_bad_bodies(change: dict[str, Any], rule: str) -> No
         "url": "wss://gateway.discord.gg",
         "shards": 1,
         "session_start_limit": {
-            "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1
+            "total": 1000,
+            "remaining": 1000,
+            "reset_after": 0,
+            "max_concurrency": 1,
         },
     }
     body.update(change)
@@ -102,8 +142,11 @@ def test_gateway_bot_refuses_bad_bodies(change: dict[str, Any], rule: str) -> No
 
 @pytest.mark.parametrize(
     ("kwargs", "rule"),
-    [({"reset_after": -1.0}, "reset_after"), ({"max_concurrency": 0}, "max_concurrency"),
-     ({"remaining": -1}, "remaining <= total")],
+    [
+        ({"reset_after": -1.0}, "reset_after"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"remaining": -1}, "remaining <= total"),
+    ],
 )
 def test_session_start_limit_validates_itself(kwargs: dict[str, Any], rule: str) -> None:
     fields: dict[str, Any] = {"total": 5, "remaining": 5, "reset_after": 1.0, "max_concurrency": 1}
@@ -221,9 +264,12 @@ def test_request_refuses_bad_shard_ids(shard_id: Any) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "rule"),
-    [({"max_concurrency": 0}, "max_concurrency"), ({"remaining": -1, "resets_at": 0.0},
-     "remaining"), ({"remaining": 5}, "resets_at is required"), ({"answer_timeout": 1.0},
-     "answer_timeout")],
+    [
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"remaining": -1, "resets_at": 0.0}, "remaining"),
+        ({"remaining": 5}, "resets_at is required"),
+        ({"answer_timeout": 1.0}, "answer_timeout"),
+    ],
 )
 def test_scheduler_refuses_bad_configuration(kwargs: dict[str, Any], rule: str) -> None:
     with pytest.raises(ConfigurationError, match=rule):

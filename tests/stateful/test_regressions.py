@@ -201,6 +201,9 @@ def test_a_replayed_resumed_does_not_livelock_the_session() -> None:
         ("Resumed", 2),
         ("Dispatch", 3),  # the real RESUMED, passed on: nothing lost, nothing rejected
     ]
+    passed_on = events[-1]
+    assert type(passed_on) is Dispatch and passed_on.name == "RESUMED"
+    assert passed_on.payload["t"] == "RESUMED" and passed_on.data == passed_on.payload["d"]
     assert client.state is State.READY and client.sequence == 3
 
 

@@ -173,6 +173,21 @@ class Link:
         return list(self.conn.events())
 
 
+def hello_link(**kwargs: Any) -> Link:
+    """A client that has read HELLO (interval 41.25 s)."""
+    link = Link(**kwargs)
+    link.hello()
+    return link
+
+
+def ready_link(**kwargs: Any) -> Link:
+    """A client with a session: HELLO, IDENTIFY, READY (s=1) read, events not drained."""
+    link = hello_link(**kwargs)
+    link.identify()
+    link.ready()
+    return link
+
+
 def client_frames(data: bytes) -> list[tuple[int, bytes]]:
     """``(opcode, unmasked payload)`` of each client frame in ``data`` (RFC 6455 5.2).
 

@@ -7,15 +7,7 @@ import pytest
 from discord_gateway import DiscordConnection, Dispatch, InvalidCommand, Ready, _etf
 from discord_gateway.codec import MAX_SEND_SIZE
 
-from peer import Link, fixture_json
-
-
-def ready_link(**kwargs: object) -> Link:
-    link = Link(**kwargs)  # type: ignore[arg-type]
-    link.hello()
-    link.identify()
-    link.ready()
-    return link
+from peer import Link, fixture_json, ready_link
 
 
 def test_0_4_0_command_methods_send_the_documented_payloads() -> None:

@@ -25,25 +25,11 @@ from discord_gateway import (
     RemoteProtocolError,
 )
 
-from peer import Link, client_frames
+from peer import Link, client_frames, hello_link, ready_link
 
 
 def conn(**kwargs: Any) -> DiscordConnection:
     return DiscordConnection("wss://gateway.discord.gg", rng=random.Random(0), **kwargs)
-
-
-def hello_link(**kwargs: Any) -> Link:
-    link = Link(**kwargs)
-    link.hello()
-    return link
-
-
-def ready_link(**kwargs: Any) -> Link:
-    link = hello_link(**kwargs)
-    link.identify()
-    link.ready()
-    link.events()
-    return link
 
 
 def closing_link() -> Link:

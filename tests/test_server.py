@@ -67,6 +67,27 @@ def test_heartbeats_are_acked_even_before_identify() -> None:
     assert client.close_code is None
 
 
+def test_delayed_acks_leave_in_order_when_the_delay_shrinks() -> None:
+    """Shrunk from the gateway machine: ACKs held 12 s, then 1 s, then op 1 twice.
+
+    The second ACK was due first, but handle_timer only released from the head
+    of the queue, so next_deadline() stayed in the past and every caller's
+    timer loop spun (the machine's "timers never stop firing").
+    """
+    from discord_gateway.testing import ConnectionFaults
+
+    client = FakeClient(store(), faults=ConnectionFaults(heartbeat_ack_delay=12.0))
+    client.op(HEARTBEAT, None)
+    client.server.faults = ConnectionFaults(heartbeat_ack_delay=1.0)
+    client.op(HEARTBEAT, None, now=0.5)
+    assert client.server.next_deadline() == 12.0  # not 1.5: the first ACK is ahead of it
+    client.timer(1.5)
+    assert client.ops() == [HELLO]
+    client.timer(12.0)
+    assert client.ops() == [HELLO, ACK, ACK]
+    assert client.server.next_deadline() != 12.0
+
+
 @pytest.mark.parametrize(
     ("payload", "code"),
     [

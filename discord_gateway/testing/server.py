@@ -696,7 +696,11 @@ class GatewayServer:
         if drop and self.rng.random() < drop:
             pass
         elif self.faults.heartbeat_ack_delay:
-            self._pending_acks.append(now + self.faults.heartbeat_ack_delay)
+            # ACKs leave in order (one stream): one held for 12 s holds back a
+            # later one held for 1 s. Kept sorted, the head is the next deadline.
+            due = now + self.faults.heartbeat_ack_delay
+            pending = self._pending_acks
+            pending.append(max(due, pending[-1]) if pending else due)
         else:
             self._send({"op": Opcode.HEARTBEAT_ACK.value, "d": None, "s": None, "t": None})
         count = self.heartbeats

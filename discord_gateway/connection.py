@@ -797,6 +797,7 @@ class DiscordConnection:
         self.sequence = None
         self.resume_gateway_url = None
         self._resume_failures = 0
+        self._awaiting = None  # a late READY/RESUMED would revive what was dropped
 
     def _account_for_lost_connection(self) -> None:
         """Book-keeping when a WebSocket ends: failed resumes (spec 54)."""
@@ -946,6 +947,17 @@ class DiscordConnection:
         name = payload.get("t")
         if type(name) is not str:
             raise RemoteProtocolError(f"dispatch without an event name: {payload!r:.80}")
+        if (
+            self.session_id is None
+            and self._awaiting is None
+            and self._lifecycle.state is State.CLOSING
+        ):
+            # The session was given up on this WebSocket (op 9 false, spec 28):
+            # what the gateway still sends on it (a replay, a RESUMED crossing
+            # the op 9) belongs to no session of ours. The next IDENTIFY starts
+            # afresh; its READY carries the state.
+            self._log.info("ignoring %s read after the session was invalidated", name)
+            return
         seq = payload.get("s")
         if seq is not None:
             if type(seq) is not int:

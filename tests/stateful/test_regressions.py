@@ -236,3 +236,33 @@ def test_an_invalid_dispatch_in_the_replay_costs_a_reconnect_not_a_loop() -> Non
     assert client.state is State.READY and client.should_resume
     assert connections == 3  # the live garbage, its replay (then RESUMED s=3), done
     assert client.sequence == session.seq
+
+
+def test_what_crosses_an_op9_false_is_not_delivered() -> None:
+    """Invariant "every dispatch belongs to the model's session" (spec 28).
+
+    The gateway sent op 9 false while our RESUME was in flight, then answered
+    the RESUME with its replay and RESUMED. The client had dropped the session
+    and was closing, yet took the RESUMED as the late end of its resume: a
+    ``Resumed`` (and the replay) delivered after ``InvalidSession(False)``,
+    for a session it no longer had.
+    """
+    client, server = _ready_pair()
+    list(client.events())
+    store = server.store
+    store.dispatch("MESSAGE_CREATE", {"n": 1})  # s=2, in the replay
+    with contextlib.suppress(CloseDiscordConnection):
+        client.receive(None, now=1.0)
+    client.reconnect()
+    server = GatewayServer(store, now=1.0)
+    server.receive_data(client.connect(now=1.0), 1.0)
+    for chunk in server.data_to_send():
+        client.receive(chunk, now=1.0)  # HELLO
+    server.inject(SendInvalidSession(False), 1.0)  # the gateway gives up...
+    server.receive_data(client.resume(TOKEN), 1.0)  # ...as our RESUME arrives
+    assert [p.get("t") for p in server.sent][-2:] == ["MESSAGE_CREATE", "RESUMED"]
+    for chunk in server.data_to_send():
+        client.receive(chunk, now=1.0)
+    assert [e for e in client.events() if isinstance(e, Dispatch)] == []
+    assert client.state is State.CLOSING
+    assert not client.should_resume and client.sequence is None

@@ -97,6 +97,9 @@ class GatewayMachine(RuleBasedStateMachine):
         self.pushed = 0
         self.closing_code: int | None = None
         self.seen_seqs: list[int | None] = []  # seqs the client held during one receive()
+        # CommandsDropped read with the close that lost the session, before the
+        # model has heard of that close: checked once it has.
+        self.dropped_at_close: bool | None = None
         self.client: DiscordConnection
 
     # -- wiring -----------------------------------------------------------------------
@@ -235,6 +238,7 @@ class GatewayMachine(RuleBasedStateMachine):
 
     def socket_gone(self, link: Link, closed: CloseDiscordConnection) -> None:
         """The client's WebSocket ended: answer, close the socket, update the model."""
+        self.dropped_at_close = False
         self.drain(link)
         if closed.data:
             self.closing_code = closed.code
@@ -247,6 +251,9 @@ class GatewayMachine(RuleBasedStateMachine):
         link.client_gone = True
         link.down.clear()
         self.model.connection_ended(link, closed.code)
+        if self.dropped_at_close:
+            assert self.model.session_id is None, "queued commands dropped; the session lives"
+        self.dropped_at_close = None
         self.link = None
         assert self.client.state is self.model.state, (self.client.state, self.model.state)
 
@@ -313,7 +320,10 @@ class GatewayMachine(RuleBasedStateMachine):
                 model.drop_session()
                 model.invalid_session_wait = True
         elif isinstance(event, CommandsDropped):
-            assert model.session_id is None, "queued commands dropped while the session lives"
+            if self.dropped_at_close is not None:
+                self.dropped_at_close = True  # the close that comes with it decides
+            else:
+                assert model.session_id is None, "queued commands dropped while the session lives"
 
     def to_server(self, link: Link, data: bytes | None) -> None:
         link.server.receive_data(data, self.now)

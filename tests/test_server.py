@@ -68,7 +68,7 @@ def test_heartbeats_are_acked_even_before_identify() -> None:
 
 
 def test_delayed_acks_leave_in_order_when_the_delay_shrinks() -> None:
-    """Shrunk from the gateway machine: ACKs held 12 s, then 1 s, then op 1 twice.
+    """Shrunk from the gateway machine: one ACK held 12 s, the next one 1 s.
 
     The second ACK was due first, but handle_timer only released from the head
     of the queue, so next_deadline() stayed in the past and every caller's

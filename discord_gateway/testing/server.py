@@ -416,7 +416,8 @@ class GatewayServer:
         if self.state is ConnectionState.CLOSING:
             return self._close_deadline
         deadlines = [t for t in (self._heartbeat_deadline,) if t is not None]
-        deadlines.extend(self._pending_acks)
+        if self._pending_acks:  # sorted: the head leaves first
+            deadlines.append(self._pending_acks[0])
         deadlines.extend(
             self.opened_at + trigger.seconds
             for trigger, _ in self._script

@@ -161,8 +161,8 @@ def test_a_rejected_ready_does_not_move_the_sequence() -> None:
     assert client.sequence == 1
 
 
-def _resume(client: DiscordConnection, store: SessionStore, now: float) -> GatewayServer:
-    """The transport dropped: reconnect, and RESUME on a new gateway connection."""
+def _reconnect(client: DiscordConnection, store: SessionStore, now: float) -> GatewayServer:
+    """The transport dropped: reconnect to a new gateway connection, up to HELLO."""
     with contextlib.suppress(CloseDiscordConnection):
         client.receive(None, now=now)
     client.reconnect()
@@ -171,6 +171,12 @@ def _resume(client: DiscordConnection, store: SessionStore, now: float) -> Gatew
     for chunk in server.data_to_send():
         client.receive(chunk, now=now)
     assert client.should_resume
+    return server
+
+
+def _resume(client: DiscordConnection, store: SessionStore, now: float) -> GatewayServer:
+    """The transport dropped: reconnect, and RESUME on a new gateway connection."""
+    server = _reconnect(client, store, now)
     server.receive_data(client.resume(TOKEN), now)
     return server
 
@@ -251,13 +257,7 @@ def test_what_crosses_an_op9_false_is_not_delivered() -> None:
     list(client.events())
     store = server.store
     store.dispatch("MESSAGE_CREATE", {"n": 1})  # s=2, in the replay
-    with contextlib.suppress(CloseDiscordConnection):
-        client.receive(None, now=1.0)
-    client.reconnect()
-    server = GatewayServer(store, now=1.0)
-    server.receive_data(client.connect(now=1.0), 1.0)
-    for chunk in server.data_to_send():
-        client.receive(chunk, now=1.0)  # HELLO
+    server = _reconnect(client, store, 1.0)
     server.inject(SendInvalidSession(False), 1.0)  # the gateway gives up...
     server.receive_data(client.resume(TOKEN), 1.0)  # ...as our RESUME arrives
     assert [p.get("t") for p in server.sent][-2:] == ["MESSAGE_CREATE", "RESUMED"]

@@ -15,6 +15,7 @@ from .errors import (
     CloseDiscordConnection,
     CommandQueueFull,
     ConfigurationError,
+    ConnectionFailed,
     ConnectionRejected,
     DisallowedIntents,
     GatewayClosed,
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .events import (
     CommandsDropped,
+    Disconnected,
     Dispatch,
     Event,
     HeartbeatAck,
@@ -80,6 +82,8 @@ __all__ = (
     "State",
     "UnknownMessage",
     "should_reconnect",
+    "ConnectionFailed",
+    "Disconnected",
 )
 
 __version__ = "1.0.0.dev0"

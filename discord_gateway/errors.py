@@ -36,6 +36,7 @@ __all__ = (
     "PayloadTooLarge",
     "RejectedConnectionData",
     "RemoteProtocolError",
+    "ConnectionFailed",
 )
 
 
@@ -163,6 +164,32 @@ _FATAL_ERRORS: dict[int, type[GatewayClosed]] = {
     4013: InvalidIntents,
     4014: DisallowedIntents,
 }
+
+
+class ConnectionFailed(GatewayClosed):
+    """An adapter gave up: every recent attempt failed the same way before READY.
+
+    Raised by the adapters when ``max_failed_attempts`` connections in a row
+    ended with a protocol failure before the session started (the gateway
+    closed right after the upgrade or after IDENTIFY, sent data we could not
+    decode, refused the upgrade, or sent no HELLO/READY in time). Network
+    outages never count: they are retried for ever. ``causes`` has one line
+    per failed attempt, oldest first; ``code`` is the last close code (1006
+    when the last attempt ended without a close frame).
+    """
+
+    causes: tuple[str, ...]
+
+    def __init__(self, causes: tuple[str, ...], code: int = 1006) -> None:
+        GatewayError.__init__(
+            self,
+            f"gave up after {len(causes)} failed attempts to start a session "
+            f"(last: {causes[-1] if causes else 'unknown'}); check the token, the "
+            "URL and the options, or raise max_failed_attempts",
+        )
+        self.code = code
+        self.reason = causes[-1] if causes else None
+        self.causes = causes
 
 
 def fatal_close_error(code: int, reason: str | None = None) -> GatewayClosed:

@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = (
     "CommandsDropped",
+    "Disconnected",
     "Dispatch",
     "Event",
     "HeartbeatAck",
@@ -122,6 +123,29 @@ class CommandsDropped(Event):
     commands: tuple[Payload, ...]
     reason: str
     payload: Payload  # {"op": None, "d": [the commands]}: no gateway message carried it
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected(Event):
+    """An adapter lost its connection (or could not open one) and will try again.
+
+    Handed to you by every adapter for every lost connection, and logged at
+    WARNING, so a shard never loops silently. ``code`` and ``reason`` are the
+    close frame's (``code`` is None when there was none, e.g. the connection
+    was refused or reset; ``reason`` then says what happened). ``resumable``:
+    the session survives and the next connection RESUMEs (no events are
+    lost); otherwise it IDENTIFYs anew. ``delay``: seconds before the next
+    attempt. ``attempt``: how many attempts in a row have now failed without
+    READY or RESUMED (1 when a working connection drops). When the shard stops
+    for good you get its exception instead.
+    """
+
+    code: int | None
+    reason: str | None
+    resumable: bool
+    delay: float
+    attempt: int
+    payload: Payload  # {"op": None, "d": {...the fields...}}: no gateway message carried it
 
 
 _new = object.__new__

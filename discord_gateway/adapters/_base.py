@@ -1,40 +1,50 @@
-"""What every adapter shares and that involves no I/O.
+"""What every adapter is configured with: ``ShardOptions``, validated when built.
 
-The adapters are thin loops: read bytes, feed the core, write what it
-returns, wait until the core's next deadline. Deciding *what* to send (IDENTIFY
-or RESUME after HELLO), building the connection from the user's options and
-naming fatal errors happen here, once, for all of them.
+``Shard(...)`` in every adapter (and ``ShardManager(...)``) builds one of
+these first, so a bad option raises :class:`ConfigurationError` in your code,
+before any socket is opened, and the ``DiscordConnection`` is built right
+away so the core's own checks (URL, encoding, compression, timeouts) run
+there too.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
+import math
 import random
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import certifi
 
 from ..connection import DiscordConnection
-from ..errors import (
-    CloseDiscordConnection,
-    ConnectionRejected,
-    GatewayClosed,
-    RejectedConnectionData,
-    RemoteProtocolError,
-    fatal_close_error,
-)
-from ..events import Event, Hello
-from ..fsm import State
+from ..errors import ConfigurationError
 
-__all__ = ("ShardOptions", "Step", "default_ssl_context", "step", "stop_error")
+__all__ = (
+    "DEFAULT_URL",
+    "LOG",
+    "MAX_FAILED_ATTEMPTS",
+    "MAX_PENDING_EVENTS",
+    "READ_SIZE",
+    "ShardOptions",
+    "default_ssl_context",
+)
 
 LOG = logging.getLogger("discord_gateway")
 #: How many bytes one read asks for.
 READ_SIZE = 65536
 DEFAULT_URL = "wss://gateway.discord.gg"
+#: Connections in a row that may fail before READY (a protocol failure each) before
+#: the shard gives up with ``ConnectionFailed``. Network outages never count.
+MAX_FAILED_ATTEMPTS = 5
+#: Events that may wait for the consumer before the adapter stops reading the socket.
+MAX_PENDING_EVENTS = 10_000
+#: The longest timeout any option accepts: a day (every selector can wait that long).
+MAX_SECONDS = 86_400.0
+_COMPRESSIONS = (None, False, True, "zlib-stream", "zstd-stream")
 
 
 def default_ssl_context() -> ssl.SSLContext:
@@ -42,9 +52,52 @@ def default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seconds(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_SECONDS
+    ):
+        raise ConfigurationError(
+            f"{name} must be a number of seconds above 0 and at most {MAX_SECONDS:g}, not {value!r}"
+        )
+
+
+def _headers(value: object) -> tuple[tuple[str, str], ...] | None:
+    if value is None:
+        return None
+    pairs: Iterable[Any]
+    if isinstance(value, Mapping):
+        pairs = value.items()
+    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        pairs = value
+    else:
+        raise ConfigurationError(f"headers must be a mapping or (name, value) pairs, not {value!r}")
+    result: list[tuple[str, str]] = []
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ConfigurationError(f"each header must be a (name, value) pair, not {pair!r}")
+        name, text = pair
+        if not (isinstance(name, str) and isinstance(text, str)) or not name:
+            raise ConfigurationError(f"header names and values must be strings, not {pair!r}")
+        if any(c in name + text for c in "\r\n\0") or any(c in name for c in " :\t"):
+            raise ConfigurationError(f"header {name!r} contains characters HTTP forbids there")
+        result.append((name, text))
+    return tuple(result)
+
+
 @dataclass(frozen=True)
 class ShardOptions:
-    """Everything a shard needs to connect. The token never appears in a repr."""
+    """Everything a shard needs to connect, checked when built. The token never appears in a repr.
+
+    The timeouts left at None use the core's defaults (``ready_timeout``,
+    ``resume_timeout``); ``headers`` are added to the upgrade request.
+    """
 
     token: str = field(repr=False)
     intents: int
@@ -61,26 +114,126 @@ class ShardOptions:
     close_timeout: float = 5.0
     dispatch_handled: bool = False
     rng: random.Random | None = None
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+    ready_timeout: float | None = None
+    resume_timeout: float | None = None
+    max_payload_size: int | None = None
+    #: Stop reading the socket while this many events wait for the consumer.
+    max_pending_events: int = MAX_PENDING_EVENTS
+    #: Give up (``ConnectionFailed``) after this many protocol failures in a row
+    #: before READY; None retries for ever.
+    max_failed_attempts: int | None = MAX_FAILED_ATTEMPTS
+
+    @classmethod
+    def build(cls, token: str, intents: int, url: str, options: Mapping[str, Any]) -> ShardOptions:
+        """``ShardOptions(token=..., **options)``, naming unknown options instead of a TypeError."""
+        known = {f.name for f in fields(cls)}
+        for name in options:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigurationError(
+                    f"unknown option {name!r}{hint} (options: {', '.join(sorted(known))})"
+                )
+        return cls(token=token, intents=intents, url=url, **options)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, str) or not self.token:
+            raise ConfigurationError("token must be a non-empty string")
+        if not _is_int(self.intents) or not 0 <= self.intents < 1 << 63:
+            raise ConfigurationError(f"intents must be a non-negative int, not {self.intents!r}")
+        if not isinstance(self.url, str):
+            raise ConfigurationError(f"url must be a string, not {self.url!r}")
+        if self.shard is not None:
+            shard = self.shard
+            if not (
+                isinstance(shard, (tuple, list))
+                and len(shard) == 2
+                and _is_int(shard[0])
+                and _is_int(shard[1])
+            ):
+                raise ConfigurationError(f"shard must be (shard_id, shard_count), not {shard!r}")
+            shard_id, count = shard
+            if count < 1 or not 0 <= shard_id < count:
+                raise ConfigurationError(
+                    f"shard {shard!r}: the count must be at least 1 and the id in 0..count-1"
+                )
+            object.__setattr__(self, "shard", (shard_id, count))
+        if self.compress not in _COMPRESSIONS:
+            raise ConfigurationError(
+                f"compress must be one of {_COMPRESSIONS}, not {self.compress!r}"
+            )
+        if self.encoding == "etf" and self.compress is True:
+            # Payload compression (IDENTIFY's compress flag) is JSON-only.
+            raise ConfigurationError(
+                'compress=True (payload compression) works with encoding="json" only; '
+                'use compress="zlib-stream" with ETF'
+            )
+        for name in ("properties", "presence"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigurationError(f"{name} must be a dict, not {value!r}")
+        threshold = self.large_threshold
+        if threshold is not None and (not _is_int(threshold) or not 50 <= threshold <= 250):
+            raise ConfigurationError(
+                f"large_threshold must be an int in 50..250, not {threshold!r}"
+            )
+        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+            raise ConfigurationError(
+                f"ssl_context must be an ssl.SSLContext, not {self.ssl_context!r}"
+            )
+        for name in ("connect_timeout", "hello_timeout", "close_timeout"):
+            _seconds(name, getattr(self, name))
+        for name in ("ready_timeout", "resume_timeout"):
+            if getattr(self, name) is not None:
+                _seconds(name, getattr(self, name))
+        if not isinstance(self.dispatch_handled, bool):
+            raise ConfigurationError(
+                f"dispatch_handled must be a bool, not {self.dispatch_handled!r}"
+            )
+        if self.rng is not None and not isinstance(self.rng, random.Random):
+            raise ConfigurationError(f"rng must be a random.Random, not {self.rng!r}")
+        object.__setattr__(self, "headers", _headers(self.headers))
+        size = self.max_payload_size
+        if size is not None and not _is_int(size):
+            raise ConfigurationError(f"max_payload_size must be an int, not {size!r}")
+        pending = self.max_pending_events
+        if not _is_int(pending) or pending < 1:
+            raise ConfigurationError(f"max_pending_events must be an int >= 1, not {pending!r}")
+        attempts = self.max_failed_attempts
+        if attempts is not None and (not _is_int(attempts) or attempts < 1):
+            raise ConfigurationError(
+                f"max_failed_attempts must be an int >= 1 or None, not {attempts!r}"
+            )
 
     def new_connection(self) -> DiscordConnection:
-        return DiscordConnection(
-            self.url,
-            encoding=self.encoding,
-            compress=self.compress,
-            dispatch_handled=self.dispatch_handled,
-            hello_timeout=self.hello_timeout,
-            close_timeout=self.close_timeout,
-            rng=self.rng,
-        )
+        """The core connection for these options; the core checks its own arguments."""
+        extra: dict[str, Any] = {}
+        for name in ("headers", "ready_timeout", "resume_timeout", "max_payload_size"):
+            value = getattr(self, name)
+            if value is not None:
+                extra[name] = value
+        try:
+            return DiscordConnection(
+                self.url,
+                encoding=self.encoding,
+                compress=self.compress,
+                dispatch_handled=self.dispatch_handled,
+                hello_timeout=self.hello_timeout,
+                close_timeout=self.close_timeout,
+                rng=self.rng,
+                **extra,
+            )
+        except TypeError as exc:  # a core without headers/ready_timeout/resume_timeout
+            raise ConfigurationError(f"this version of the core does not support: {exc}") from exc
 
     def tls(self, conn: DiscordConnection) -> ssl.SSLContext | None:
         if not conn.secure:
             return None
         return self.ssl_context if self.ssl_context is not None else default_ssl_context()
 
-    def greeting(self, conn: DiscordConnection, now: float) -> bytes:
+    def greeting(self, conn: DiscordConnection) -> bytes:
         """What to send after HELLO: RESUME if the session survives, else IDENTIFY."""
-        del now
         if conn.should_resume:
             return conn.resume(self.token)
         return conn.identify(
@@ -91,72 +244,3 @@ class ShardOptions:
             presence=self.presence,
             large_threshold=self.large_threshold,
         )
-
-
-def stop_error(conn: DiscordConnection) -> GatewayClosed | None:
-    """The exception to raise to the user when the connection ended for good."""
-    if conn.state is State.CLOSED and conn.fatal_close_code is not None:
-        return fatal_close_error(conn.fatal_close_code)
-    return None
-
-
-@dataclass(slots=True)
-class Step:
-    """What one core call asks of a loop.
-
-    ``out``: bytes to write, in order. ``events``: to hand to the user.
-    ``alive``: False once this socket is finished (close it, go back to the
-    recovery loop).
-    """
-
-    out: list[bytes]
-    events: list[Event]
-    alive: bool
-    #: HELLO arrived but IDENTIFY must wait for its turn (``gate_identify``).
-    identify_due: bool = False
-
-
-def step(
-    options: ShardOptions,
-    conn: DiscordConnection,
-    call: Callable[[float], list[bytes]],
-    now: float,
-    *,
-    gate_identify: bool = False,
-) -> Step:
-    """Run one core call at ``now`` the way every adapter must.
-
-    ``CloseDiscordConnection``: write its data, then drop the socket.
-    ``RemoteProtocolError``: write its data (the close frame) and keep reading,
-    the core is closing. A rejected upgrade: drop the socket and retry. Any
-    other ``GatewayError`` is a bug or bad options and propagates. After HELLO
-    the greeting (RESUME or IDENTIFY) goes out behind whatever the call wrote;
-    with ``gate_identify`` an IDENTIFY is left to the caller (``identify_due``),
-    which sends it when the identify scheduler allows (spec 21).
-    """
-    out: list[bytes] = []
-    alive = True
-    try:
-        out.extend(call(now))
-    except CloseDiscordConnection as closed:
-        if closed.data:
-            out.append(closed.data)
-        alive = False
-    except RemoteProtocolError as err:
-        LOG.warning("the gateway sent bad data: %s", err)
-        out.append(err.data)
-    except (ConnectionRejected, RejectedConnectionData) as err:
-        LOG.warning("%s", err)
-        alive = False
-    events: list[Event] = []
-    identify_due = False
-    for event in conn.events():
-        if isinstance(event, Hello):
-            if gate_identify and not conn.should_resume:
-                identify_due = True
-            else:
-                out.append(options.greeting(conn, now))
-        events.append(event)
-    if conn.state in (State.RECONNECTING, State.CLOSED):
-        alive = False
-    return Step([chunk for chunk in out if chunk], events, alive, identify_due)

@@ -3,10 +3,12 @@
 One ``asyncio.Protocol`` per WebSocket feeds the core straight from
 ``data_received`` and writes what it returns through the one transport; one
 ``loop.call_at`` timer follows ``next_deadline()``. There is no heartbeat
-task that could race a reconnect: heartbeats, zombie detection, the HELLO and
-close timeouts and the send limit are all the core's timers. A supervisor
-task runs the recovery loop: ``reconnect()`` backoff, then RESUME on
-``resume_gateway_url`` or IDENTIFY on the original URL.
+task that could race a reconnect: heartbeats, zombie detection and every
+timeout are the core's timers. A supervisor task runs the recovery loop whose
+decisions (backoff, RESUME or IDENTIFY, ``Disconnected`` events, giving up)
+are the shared sans-I/O :class:`~discord_gateway.adapters._driver.Driver`'s.
+When ``max_pending_events`` wait for you, the transport stops reading
+(``pause_reading()``) until you catch up.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 
 from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
-from ..events import Event, Ready, Resumed
+from ..events import Event
 from ..fsm import State
 from ..fsm.states import OPEN_STATES, SENDING_STATES
 from ..opcodes import Opcode
-from ._base import LOG, ShardOptions, step, stop_error
+from ._base import DEFAULT_URL, LOG, ShardOptions
+from ._driver import Driver, Step
 
 __all__ = ("Shard",)
 
@@ -41,7 +44,7 @@ class _GatewayProtocol(asyncio.Protocol):
 
     def __init__(self, shard: Shard) -> None:
         self._shard = shard
-        self._conn = shard.connection
+        self._driver = shard._driver
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -52,10 +55,10 @@ class _GatewayProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self._step(lambda now: [self._conn.connect(now=now)])
+        self._apply(self._driver.connect)
 
     def data_received(self, data: bytes) -> None:
-        self._step(lambda now: self._conn.receive(data, now=now))
+        self._apply(lambda now: self._driver.receive(data, now))
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost follows
@@ -64,7 +67,7 @@ class _GatewayProtocol(asyncio.Protocol):
         if not self.done.done():
             if exc is not None:
                 LOG.info("connection lost: %s", exc)
-            self._step(lambda now: self._conn.receive(None, now=now))
+            self._apply(self._driver.lost)
             self._finish()
 
     # the loop ---------------------------------------------------------------------
@@ -73,34 +76,24 @@ class _GatewayProtocol(asyncio.Protocol):
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def _step(self, call: Callable[[float], list[bytes]]) -> None:
-        """Run one core call; write its output; hand events on; re-arm the timer."""
+    def _apply(self, call: Callable[[float], Step]) -> None:
+        """Run one driver call; write its output; hand events on; re-arm the timer."""
         if self.done.done():
             return
         shard = self._shard
         try:
-            result = step(
-                shard.options,
-                self._conn,
-                call,
-                self._loop.time(),
-                gate_identify=shard._before_identify is not None,
-            )
+            result = call(self._loop.time())
         except GatewayError as err:  # a bug or bad options: stop, say why
             shard._stop(err)
             self._finish()
             return
         for chunk in result.out:
             self.write(chunk)
-        for event in result.events:
-            if isinstance(event, (Ready, Resumed)):
-                shard._ready.set()
-            shard._deliver(event)
+        shard._deliver(result.events)
+        shard._set_ready(result.ready)
         if result.identify_due:
             assert shard._before_identify is not None
             self._loop.create_task(self._identify_when_allowed(shard._before_identify))
-        if self._conn.state not in SENDING_STATES:
-            shard._ready.clear()
         if not result.alive:
             self._finish()
             return
@@ -113,26 +106,33 @@ class _GatewayProtocol(asyncio.Protocol):
             self._shard._stop(err)
             self.abort()
             return
-        if not self.done.done() and self._conn.state is State.HELLO:
-            self._step(lambda now: [self._shard.options.greeting(self._conn, now)])
+        self._apply(self._driver.greet)
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        deadline = self._conn.next_deadline()
+        deadline = self._driver.conn.next_deadline()
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._step(lambda now: self._conn.handle_timer(now))
+        self._apply(self._driver.timer)
+
+    def pause_reading(self, paused: bool) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def _finish(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._shard._ready.clear()
+        self._shard._set_ready(False)
         if self.transport is not None:
             self.transport.close()
         if not self.done.done():
@@ -148,9 +148,12 @@ class Shard:
     """One gateway connection (one shard of a bot), kept alive for you.
 
     ``async for event in shard`` yields the core's typed events (``Ready``,
-    ``Dispatch``, ...) until ``close()``; a fatal close code raises its
-    exception (``AuthenticationFailed`` for 4004, ``DisallowedIntents`` for
-    4014, ...). Slow consumers never delay heartbeats: events wait in a queue.
+    ``Dispatch``, ``Disconnected`` for every lost connection, ...) until
+    ``close()``; a fatal close code raises its exception
+    (``AuthenticationFailed`` for 4004, ...), and repeated failures before
+    READY raise ``ConnectionFailed``. Slow consumers never delay heartbeats:
+    events wait in a queue of at most ``max_pending_events``.
+    Bad options raise ``ConfigurationError`` here.
     """
 
     def __init__(
@@ -158,19 +161,21 @@ class Shard:
         token: str,
         *,
         intents: int,
-        url: str = "wss://gateway.discord.gg",
+        url: str = DEFAULT_URL,
         before_identify: Callable[[Shard], Awaitable[None]] | None = None,
         **options: Any,
     ) -> None:
-        self.options = ShardOptions(token=token, intents=intents, url=url, **options)
+        self.options = ShardOptions.build(token, intents, url, options)
         # Awaited before each IDENTIFY (not RESUME): ShardManager's concurrency gate.
         self._before_identify = before_identify
-        self.connection: DiscordConnection = self.options.new_connection()
+        self._driver = Driver(self.options, gate_identify=before_identify is not None)
+        self.connection: DiscordConnection = self._driver.conn
         self._events: asyncio.Queue[Event | _Stop] = asyncio.Queue()
         self._ready = asyncio.Event()
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
         self._protocol: _GatewayProtocol | None = None
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
         self._stopped = False
         self._stopped_event = asyncio.Event()
 
@@ -193,6 +198,11 @@ class Shard:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    @property
+    def pending_events(self) -> int:
+        """Events received and not yet taken by you."""
+        return self._events.qsize()
+
     def __aiter__(self) -> Shard:
         return self
 
@@ -203,10 +213,25 @@ class Shard:
             if item.error is not None:
                 raise item.error
             raise StopAsyncIteration
+        if self._driver.bound.after_get(self._events.qsize()):
+            self._unpaused.set()
+            if self._protocol is not None:
+                self._protocol.pause_reading(False)
         return item
 
-    def _deliver(self, event: Event) -> None:
-        self._events.put_nowait(event)
+    def _deliver(self, events: list[Event]) -> None:
+        for event in events:
+            self._events.put_nowait(event)
+        if events and self._driver.bound.after_put(self._events.qsize()):
+            self._unpaused.clear()
+            if self._protocol is not None and not self._driver.closing:
+                self._protocol.pause_reading(True)
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready:
+            self._ready.set()
+        else:
+            self._ready.clear()
 
     def _stop(self, error: BaseException | None) -> None:
         if not self._stopped:
@@ -253,16 +278,14 @@ class Shard:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        conn = self.connection
+        driver = self._driver
         error: BaseException | None = None
         try:
-            while not self._closing and not self._stopped and conn.should_reconnect():
-                delay = conn.reconnect()
-                if delay:
-                    LOG.info("reconnecting in %.2f s", delay)
-                    await asyncio.sleep(delay)
-                host, port = conn.destination
-                tls = self.options.tls(conn)
+            while (attempt := driver.next_attempt()) is not None:
+                if attempt.delay:
+                    await asyncio.sleep(attempt.delay)
+                await self._unpaused.wait()  # no new connection while you catch up
+                host, port, tls = attempt.host, attempt.port, attempt.tls
                 try:
                     _, protocol = await asyncio.wait_for(
                         loop.create_connection(
@@ -275,7 +298,7 @@ class Shard:
                         self.options.connect_timeout,
                     )
                 except (OSError, asyncio.TimeoutError) as exc:
-                    LOG.warning("could not connect to %s:%s: %r", host, port, exc)
+                    self._deliver(driver.connect_failed(exc, host, port))
                     continue
                 self._protocol = protocol
                 try:
@@ -283,7 +306,8 @@ class Shard:
                 finally:
                     self._protocol = None
                     protocol.abort()
-            error = stop_error(conn)
+                self._deliver(driver.connection_lost())
+            error = driver.error
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # pragma: no cover - reported to the consumer
@@ -298,13 +322,15 @@ class Shard:
         Never waits forever on a dead peer: the core's close timeout applies,
         and cancelling ``close()`` aborts the socket.
         """
-        self._closing = True
+        self._driver.closing = True
+        self._unpaused.set()
         protocol = self._protocol
         try:
             if protocol is not None and self.connection.state in OPEN_STATES:
                 if self.connection.state is State.CONNECTING:
                     protocol.abort()
                 else:
+                    protocol.pause_reading(False)  # the close handshake needs reading
                     loop = asyncio.get_running_loop()
                     protocol.write(self.connection.close(code, now=loop.time()))
                     protocol._arm_timer()

@@ -3,10 +3,13 @@
 One I/O thread per ``Shard`` owns the socket and runs one loop: wait (with
 ``selectors``) until the socket is readable or the core's ``next_deadline()``
 passes, feed ``receive()`` or call ``handle_timer()``, write what the core
-returns. Heartbeats, zombie detection, the HELLO and close timeouts and the
-send limit are all the core's timers, so there is no heartbeat thread that
-could race a reconnect. Events reach your thread through a ``queue.Queue``:
-slow code in the ``for`` loop never delays a heartbeat.
+returns. Heartbeats, zombie detection and every timeout are the core's
+timers, so there is no heartbeat thread that could race a reconnect. What to
+do between connections (backoff, RESUME or IDENTIFY, ``Disconnected`` events,
+giving up) is the shared sans-I/O :class:`~discord_gateway.adapters._driver.Driver`'s.
+Events reach your thread through a ``queue.Queue``: slow code in the ``for``
+loop never delays a heartbeat, and at ``max_pending_events`` the I/O thread
+stops selecting the socket for reading until you catch up.
 
 Your thread never touches the socket (an ``SSLSocket`` must not be read and
 written from two threads). ``send()`` and ``close()`` call the core under a
@@ -32,11 +35,12 @@ from typing import Any
 
 from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
-from ..events import Event, Ready, Resumed
+from ..events import Event
 from ..fsm import State
 from ..fsm.states import OPEN_STATES, SENDING_STATES
 from ..opcodes import Opcode
-from ._base import DEFAULT_URL, LOG, READ_SIZE, ShardOptions, step, stop_error
+from ._base import DEFAULT_URL, LOG, MAX_SECONDS, READ_SIZE, ShardOptions
+from ._driver import Driver, Step
 
 __all__ = ("Shard",)
 
@@ -56,9 +60,11 @@ class Shard:
     """One gateway connection (one shard of a bot), kept alive by an I/O thread.
 
     ``for event in shard`` yields the core's typed events (``Ready``,
-    ``Dispatch``, ...) until ``close()``; a fatal close code raises its
-    exception (``AuthenticationFailed`` for 4004, ``DisallowedIntents`` for
-    4014, ...). ``send()`` may be called from any thread.
+    ``Dispatch``, ``Disconnected`` for every lost connection, ...) until
+    ``close()``; a fatal close code raises its exception
+    (``AuthenticationFailed`` for 4004, ...), and repeated failures before
+    READY raise ``ConnectionFailed``. ``send()`` may be called from any
+    thread. Bad options raise ``ConfigurationError`` here.
     """
 
     def __init__(
@@ -69,22 +75,24 @@ class Shard:
         url: str = DEFAULT_URL,
         **options: Any,
     ) -> None:
-        self.options = ShardOptions(token=token, intents=intents, url=url, **options)
-        self.connection: DiscordConnection = self.options.new_connection()
+        self.options = ShardOptions.build(token, intents, url, options)
+        self._driver = Driver(self.options)
+        self.connection: DiscordConnection = self._driver.conn
         self._events: queue.Queue[Event | _Stop] = queue.Queue()
-        # One lock guards the core and the outbox: the I/O thread and send()/close()
-        # both call the core; only the I/O thread writes to the socket.
+        # One lock guards the core, the driver and the outbox: the I/O thread and
+        # send()/close() both call the core; only the I/O thread writes to the socket.
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._outbox: deque[bytes] = deque()
         self._ready = False
-        self._closing = False
         self._close_code = 1000
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: _Socket | None = None
         self._wake_w: _Socket | None = None
+        self._watching: _Socket | None = None  # the socket in the selector, if any
+        self._watched = 0  # and for which events
 
     def __repr__(self) -> str:
         return f"<Shard {self.options.shard} {self.connection!r}>"
@@ -120,6 +128,11 @@ class Shard:
 
     # the consumer's side -------------------------------------------------------------
 
+    @property
+    def pending_events(self) -> int:
+        """Events received and not yet taken by you."""
+        return self._events.qsize()
+
     def __iter__(self) -> Shard:
         return self
 
@@ -130,6 +143,10 @@ class Shard:
             if item.error is not None:
                 raise item.error
             raise StopIteration
+        with self._lock:
+            resume = self._driver.bound.after_get(self._events.qsize())
+        if resume:
+            self._wakeup()  # the I/O thread selects the socket again
         return item
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -137,7 +154,7 @@ class Shard:
         with self._changed:
             return (
                 self._changed.wait_for(
-                    lambda: self._ready or self._stopped or self._closing, timeout
+                    lambda: self._ready or self._stopped or self._driver.closing, timeout
                 )
                 and self._ready
             )
@@ -152,7 +169,7 @@ class Shard:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while True:
-                if self._closing or self._stopped:
+                if self._driver.closing or self._stopped:
                     raise LocalProtocolError("the shard is closed")
                 if self._ready and self.connection.state in SENDING_STATES:
                     break
@@ -171,7 +188,7 @@ class Shard:
         """
         with self._changed:
             self._close_code = code
-            self._closing = True
+            self._driver.closing = True
             self._changed.notify_all()
         self._wakeup()
         thread = self._thread
@@ -185,8 +202,12 @@ class Shard:
             self._release_wakeup()
         self._stop(None)
 
-    def _deliver(self, event: Event) -> None:
-        self._events.put(event)
+    def _deliver(self, events: list[Event]) -> None:
+        """Queue events for the consumer (the caller holds the lock)."""
+        for event in events:
+            self._events.put(event)
+        if events:
+            self._driver.bound.after_put(self._events.qsize())
 
     def _stop(self, error: BaseException | None) -> None:
         with self._changed:
@@ -217,18 +238,19 @@ class Shard:
     def _wait(self, sock: _Socket | None, deadline: float | None, *, write: bool = False) -> bool:
         """Block until ``sock`` is readable (writable), ``deadline`` passes or a wakeup.
 
-        True if ``sock`` is ready.
+        True if ``sock`` is ready. ``sock`` None: wait for the deadline or a wakeup.
         """
         selector = self._selector
         assert selector is not None
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if sock is not None and write:
-            selector.modify(sock, selectors.EVENT_WRITE)
-        try:
-            ready = selector.select(timeout)
-        finally:
-            if sock is not None and write:
-                selector.modify(sock, selectors.EVENT_READ)
+        # A deadline the core computed from a huge interval must not overflow select().
+        timeout = (
+            None if deadline is None else min(MAX_SECONDS, max(0.0, deadline - time.monotonic()))
+        )
+        if sock is not None:
+            self._watch(sock, selectors.EVENT_WRITE if write else selectors.EVENT_READ)
+        elif self._watching is not None:
+            self._watch(self._watching, 0)  # paused: select the wakeup socket only
+        ready = selector.select(timeout)
         hit = False
         for key, _ in ready:
             if key.fileobj is self._wake_r:
@@ -239,34 +261,51 @@ class Shard:
                 hit = True
         return hit
 
+    def _watch(self, sock: _Socket, events: int) -> None:
+        """Select ``sock`` for ``events`` (0: not at all), changing only what differs."""
+        selector = self._selector
+        assert selector is not None
+        if self._watching is not None and (self._watching is not sock or not events):
+            selector.unregister(self._watching)
+            self._watching, self._watched = None, 0
+        if events and self._watching is None:
+            selector.register(sock, events)
+            self._watching, self._watched = sock, events
+        elif events and self._watched != events:
+            selector.modify(sock, events)
+            self._watched = events
+
     # the recovery loop (I/O thread) -------------------------------------------------
 
     def _run(self) -> None:
-        conn = self.connection
+        driver = self._driver
         error: BaseException | None = None
         try:
-            while not self._closing and conn.should_reconnect():
+            while True:
                 with self._lock:
-                    delay = conn.reconnect()
-                if delay:
-                    LOG.info("reconnecting in %.2f s", delay)
-                    if not self._sleep(delay):
-                        break
-                host, port = conn.destination
-                tls = self.options.tls(conn)
+                    attempt = driver.next_attempt()
+                if attempt is None:
+                    break
+                if not self._sleep(attempt.delay):
+                    continue  # closed meanwhile: next_attempt() ends it
+                host, port = attempt.host, attempt.port
                 try:
-                    sock = self._open(host, port, tls)
+                    sock = self._open(host, port, attempt.tls)
                 except OSError as exc:  # ssl.SSLError and timeouts are OSErrors
-                    LOG.warning("could not connect to %s:%s: %r", host, port, exc)
+                    with self._lock:
+                        self._deliver(driver.connect_failed(exc, host, port))
                     continue
                 try:
                     self._drive(sock)
                 finally:
+                    self._watch(sock, 0)
                     with self._lock:
                         self._ready = False
                         self._outbox.clear()  # bytes for a WebSocket that is gone
                     _close_socket(sock)
-            error = stop_error(conn)
+                with self._lock:
+                    self._deliver(driver.connection_lost())
+            error = driver.error
         except GatewayError as exc:  # a bug or bad options: stop, say why
             LOG.error("stopping: %r", exc)
             error = exc
@@ -277,11 +316,13 @@ class Shard:
             self._stop(error)
 
     def _sleep(self, delay: float) -> bool:
-        """Wait ``delay`` seconds unless closed meanwhile; False if closed."""
+        """Wait ``delay`` seconds, then while you catch up; False if closed meanwhile."""
         deadline = time.monotonic() + delay
-        while not self._closing and time.monotonic() < deadline:
+        while not self._driver.closing and time.monotonic() < deadline:
             self._wait(None, deadline)
-        return not self._closing
+        while not self._driver.closing and self._driver.bound.paused:
+            self._wait(None, None)  # no new connection while you catch up
+        return not self._driver.closing
 
     def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> _Socket:
         """TCP (and TLS) within ``connect_timeout``; the upgrade is the core's HELLO timeout."""
@@ -301,54 +342,48 @@ class Shard:
     def _drive(self, sock: _Socket) -> None:
         """One WebSocket, from the upgrade request until the socket is finished."""
         conn = self.connection
-        assert self._selector is not None
-        self._selector.register(sock, selectors.EVENT_READ)
-        try:
-            close_started = False
-            alive = self._step(lambda now: [conn.connect(now=now)])
-            while alive:
-                if not self._flush(sock):
-                    alive = self._step(lambda now: conn.receive(None, now=now))
-                    continue
-                if self._closing and not close_started:
-                    close_started = True
-                    with self._lock:
-                        if conn.state is State.CONNECTING:
-                            return  # no WebSocket yet: nothing to shake hands with
-                        if conn.state in OPEN_STATES:
-                            self._outbox.append(conn.close(self._close_code, now=time.monotonic()))
-                    continue
+        driver = self._driver
+        close_started = False
+        alive = self._step(driver.connect)
+        while alive:
+            if not self._flush(sock):
+                alive = self._step(driver.lost)
+                continue
+            if driver.closing and not close_started:
+                close_started = True
                 with self._lock:
-                    deadline = conn.next_deadline()
-                # Decrypted bytes may wait inside the SSLSocket, invisible to select().
-                pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-                if pending or self._wait(sock, deadline):
-                    data = _recv(sock)
-                    if data is not None:
-                        alive = self._step(functools.partial(_receive, conn, data))
-                        if not alive:
-                            break
-                with self._lock:
-                    deadline = conn.next_deadline()
-                if deadline is not None and time.monotonic() >= deadline:
-                    alive = self._step(conn.handle_timer)
-            self._flush(sock)
-        finally:
-            self._selector.unregister(sock)
+                    if conn.state is State.CONNECTING:
+                        return  # no WebSocket yet: nothing to shake hands with
+                    if conn.state in OPEN_STATES:
+                        self._outbox.append(conn.close(self._close_code, now=time.monotonic()))
+                continue
+            with self._lock:
+                deadline = conn.next_deadline()
+                # At the bound, stop reading (unless closing: the handshake needs it).
+                reading = not driver.bound.paused or driver.closing
+            # Decrypted bytes may wait inside the SSLSocket, invisible to select().
+            pending = reading and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            if pending or self._wait(sock if reading else None, deadline):
+                data = _recv(sock)
+                if data is not None:
+                    alive = self._step(functools.partial(_receive, driver, data))
+                    if not alive:
+                        break
+            with self._lock:
+                deadline = conn.next_deadline()
+            if deadline is not None and time.monotonic() >= deadline:
+                alive = self._step(driver.timer)
+        self._flush(sock)
 
-    def _step(self, call: Callable[[float], list[bytes]]) -> bool:
-        """One core call: queue what it returns, hand events on; False when the socket is done."""
+    def _step(self, call: Callable[[float], Step]) -> bool:
+        """One driver call: queue what it returns, hand events on; False when the socket is done."""
         with self._changed:
-            conn = self.connection
-            result = step(self.options, conn, call, time.monotonic())
+            result = call(time.monotonic())
             self._outbox.extend(result.out)
-            for event in result.events:
-                if isinstance(event, (Ready, Resumed)):
-                    self._ready = True
-                    self._changed.notify_all()
-                self._deliver(event)
-            if conn.state not in SENDING_STATES:
-                self._ready = False
+            self._deliver(result.events)
+            if result.ready != self._ready:
+                self._ready = result.ready
+                self._changed.notify_all()
             return result.alive
 
     def _flush(self, sock: _Socket) -> bool:
@@ -378,10 +413,6 @@ class Shard:
         return True
 
 
-def _receive(conn: DiscordConnection, data: bytes, now: float) -> list[bytes]:
-    return conn.receive(data, now=now)
-
-
 def _recv(sock: _Socket) -> bytes | None:
     """Bytes read, ``b""`` when the transport is lost, None when nothing is there yet."""
     try:
@@ -396,3 +427,7 @@ def _recv(sock: _Socket) -> bytes | None:
 def _close_socket(sock: _Socket) -> None:
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def _receive(driver: Driver, data: bytes, now: float) -> Step:
+    return driver.receive(data, now)

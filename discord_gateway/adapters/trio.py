@@ -4,8 +4,11 @@ Needs the ``trio`` extra. One task per ``Shard`` (in a nursery the ``async
 with`` opens) runs the recovery loop and, per WebSocket, one loop: read with
 a cancel scope whose deadline is the core's ``next_deadline()``, feed
 ``receive()`` or call ``handle_timer()``, write what the core returns.
-Heartbeats, zombie detection, the HELLO and close timeouts and the send limit
-are all the core's timers; there is no heartbeat task to race a reconnect.
+Heartbeats, zombie detection and every timeout are the core's timers; there
+is no heartbeat task to race a reconnect. What to do between connections
+(backoff, RESUME or IDENTIFY, ``Disconnected`` events, giving up) is the
+shared sans-I/O :class:`~discord_gateway.adapters._driver.Driver`'s. At
+``max_pending_events`` the loop stops receiving until you catch up.
 
 ``send()`` and ``close()`` call the core from your task (trio runs one task at
 a time, and a core call never awaits), queue the bytes it returns and cancel
@@ -28,11 +31,12 @@ import trio
 
 from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
-from ..events import Event, Ready, Resumed
+from ..events import Event
 from ..fsm import State
 from ..fsm.states import OPEN_STATES, SENDING_STATES
 from ..opcodes import Opcode
-from ._base import DEFAULT_URL, LOG, READ_SIZE, ShardOptions, step, stop_error
+from ._base import DEFAULT_URL, LOG, MAX_SECONDS, READ_SIZE, ShardOptions
+from ._driver import Driver, Step
 
 __all__ = ("Shard",)
 
@@ -53,9 +57,12 @@ class Shard:
     """One gateway connection (one shard of a bot), kept alive for you.
 
     ``async for event in shard`` yields the core's typed events (``Ready``,
-    ``Dispatch``, ...) until ``close()``; a fatal close code raises its
-    exception (``AuthenticationFailed`` for 4004, ``DisallowedIntents`` for
-    4014, ...). Slow consumers never delay heartbeats: events wait in a channel.
+    ``Dispatch``, ``Disconnected`` for every lost connection, ...) until
+    ``close()``; a fatal close code raises its exception
+    (``AuthenticationFailed`` for 4004, ...), and repeated failures before
+    READY raise ``ConnectionFailed``. Slow consumers never delay heartbeats:
+    events wait in a channel of at most ``max_pending_events``.
+    Bad options raise ``ConfigurationError`` here.
     """
 
     def __init__(
@@ -66,15 +73,19 @@ class Shard:
         url: str = DEFAULT_URL,
         **options: Any,
     ) -> None:
-        self.options = ShardOptions(token=token, intents=intents, url=url, **options)
-        self.connection: DiscordConnection = self.options.new_connection()
+        self.options = ShardOptions.build(token, intents, url, options)
+        self._driver = Driver(self.options)
+        self.connection: DiscordConnection = self._driver.conn
+        # Unbounded, so the end of the stream can always be sent: the bound is
+        # kept by not receiving (EventBound), and nothing is ever dropped.
         self._send_events, self._receive_events = trio.open_memory_channel[Event | _Stop](math.inf)
+        self._unpaused = trio.Event()  # replaced when reading pauses
+        self._unpaused.set()
         self._ready = trio.Event()
         self._changed = trio.Event()  # set (and replaced) when ready/closing/stopped change
         self._outbox: deque[bytes] = deque()
         self._waiting: trio.CancelScope | None = None  # the loop's current wait
         self._connected: trio.Event | None = None  # set when the current socket is done
-        self._closing = False
         self._close_code = 1000
         self._stopped = False
         self._done = trio.Event()
@@ -109,6 +120,11 @@ class Shard:
             # as itself, not wrapped in an ExceptionGroup.
             await manager.__aexit__(None, None, None)
 
+    @property
+    def pending_events(self) -> int:
+        """Events received and not yet taken by you."""
+        return self._receive_events.statistics().current_buffer_used
+
     def __aiter__(self) -> Shard:
         return self
 
@@ -119,10 +135,16 @@ class Shard:
             if item.error is not None:
                 raise item.error
             raise StopAsyncIteration
+        if self._driver.bound.after_get(self.pending_events):
+            self._unpaused.set()
+            self._wakeup()
         return item
 
-    def _deliver(self, event: Event) -> None:
-        self._send_events.send_nowait(event)
+    def _deliver(self, events: list[Event]) -> None:
+        for event in events:
+            self._send_events.send_nowait(event)
+        if events and self._driver.bound.after_put(self.pending_events):
+            self._unpaused = trio.Event()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -146,7 +168,7 @@ class Shard:
         Raises ``LocalProtocolError`` if the shard is closed (or stops) first.
         """
         while not self._ready.is_set():
-            if self._closing or self._stopped:
+            if self._driver.closing or self._stopped:
                 raise LocalProtocolError("the shard is closed")
             await self._changed.wait()
 
@@ -157,7 +179,7 @@ class Shard:
         Raises ``LocalProtocolError`` once the shard is closed.
         """
         while True:
-            if self._closing or self._stopped:
+            if self._driver.closing or self._stopped:
                 raise LocalProtocolError("the shard is closed")
             if self._ready.is_set() and self.connection.state in SENDING_STATES:
                 break
@@ -169,20 +191,19 @@ class Shard:
     # the recovery loop ---------------------------------------------------------------
 
     async def _run(self) -> None:
-        conn = self.connection
+        driver = self._driver
         error: BaseException | None = None
         try:
             with self._run_scope:
-                while not self._closing and conn.should_reconnect():
-                    delay = conn.reconnect()
-                    if delay:
-                        LOG.info("reconnecting in %.2f s", delay)
-                        await trio.sleep(delay)
-                    host, port = conn.destination
+                while (attempt := driver.next_attempt()) is not None:
+                    if attempt.delay:
+                        await trio.sleep(attempt.delay)
+                    await self._unpaused.wait()  # no new connection while you catch up
+                    host, port = attempt.host, attempt.port
                     try:
-                        stream = await self._open(host, port, self.options.tls(conn))
+                        stream = await self._open(host, port, attempt.tls)
                     except _LOST as exc:
-                        LOG.warning("could not connect to %s:%s: %r", host, port, exc)
+                        self._deliver(driver.connect_failed(exc, host, port))
                         continue
                     self._connected = trio.Event()
                     try:
@@ -192,7 +213,8 @@ class Shard:
                         self._outbox.clear()  # bytes for a WebSocket that is gone
                         self._connected.set()
                         await trio.aclose_forcefully(stream)
-                error = stop_error(conn)
+                    self._deliver(driver.connection_lost())
+                error = driver.error
         except GatewayError as exc:  # a bug or bad options: stop, say why
             LOG.error("stopping: %r", exc)
             error = exc
@@ -217,13 +239,14 @@ class Shard:
     async def _drive(self, stream: trio.abc.Stream) -> None:
         """One WebSocket, from the upgrade request until the socket is finished."""
         conn = self.connection
+        driver = self._driver
         close_started = False
-        alive = self._step(lambda now: [conn.connect(now=now)])
+        alive = self._step(driver.connect)
         while alive:
             if not await self._flush(stream):
-                alive = self._step(lambda now: conn.receive(None, now=now))
+                alive = self._step(driver.lost)
                 continue
-            if self._closing and not close_started:
+            if driver.closing and not close_started:
                 close_started = True
                 if conn.state is State.CONNECTING:
                     return  # no WebSocket yet: nothing to shake hands with
@@ -231,11 +254,18 @@ class Shard:
                     self._outbox.append(conn.close(self._close_code, now=trio.current_time()))
                 continue
             deadline = conn.next_deadline()
+            # A deadline computed from a huge interval: trio takes it, but bound it anyway.
+            deadline = (
+                math.inf if deadline is None else min(deadline, trio.current_time() + MAX_SECONDS)
+            )
             data: bytes | None = None
-            # send() and close() cancel this wait; a cancelled receive_some loses nothing.
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wait:
+            # send(), close() and catching up cancel this wait; a cancelled
+            # receive_some loses nothing.
+            with trio.CancelScope(deadline=deadline) as wait:
                 self._waiting = wait
                 try:
+                    if driver.bound.paused and not driver.closing:
+                        await trio.sleep_forever()  # at the bound: stop receiving
                     data = bytes(await stream.receive_some(READ_SIZE))
                 except _LOST as exc:
                     LOG.info("connection lost: %r", exc)
@@ -243,25 +273,20 @@ class Shard:
                 finally:
                     self._waiting = None
             if data is not None:
-                alive = self._step(functools.partial(_receive, conn, data))
+                alive = self._step(functools.partial(_receive, driver, data))
                 if not alive:
                     break
             deadline = conn.next_deadline()
             if deadline is not None and trio.current_time() >= deadline:
-                alive = self._step(conn.handle_timer)
+                alive = self._step(driver.timer)
         await self._flush(stream)
 
-    def _step(self, call: Callable[[float], list[bytes]]) -> bool:
-        """One core call: queue what it returns, hand events on; False when the socket is done."""
-        conn = self.connection
-        result = step(self.options, conn, call, trio.current_time())
+    def _step(self, call: Callable[[float], Step]) -> bool:
+        """One driver call: queue what it returns, hand events on; False when the socket is done."""
+        result = call(trio.current_time())
         self._outbox.extend(result.out)
-        for event in result.events:
-            if isinstance(event, (Ready, Resumed)):
-                self._set_ready(True)
-            self._deliver(event)
-        if conn.state not in SENDING_STATES:
-            self._set_ready(False)
+        self._deliver(result.events)
+        self._set_ready(result.ready)
         return result.alive
 
     def _set_ready(self, ready: bool) -> None:
@@ -289,7 +314,7 @@ class Shard:
         Never waits forever on a dead peer: the core's close timeout applies,
         and cancelling ``close()`` closes the socket at once.
         """
-        self._closing = True
+        self._driver.closing = True
         self._close_code = code
         self._notify()
         self._wakeup()
@@ -306,5 +331,5 @@ class Shard:
         self._stop(None)
 
 
-def _receive(conn: DiscordConnection, data: bytes, now: float) -> list[bytes]:
-    return conn.receive(data, now=now)
+def _receive(driver: Driver, data: bytes, now: float) -> Step:
+    return driver.receive(data, now)

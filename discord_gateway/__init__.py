@@ -20,6 +20,7 @@ from .errors import (
     DisallowedIntents,
     GatewayClosed,
     GatewayError,
+    InternalError,
     InvalidApiVersion,
     InvalidCommand,
     InvalidIntents,
@@ -69,6 +70,7 @@ __all__ = (
     "HeartbeatAck",
     "HeartbeatRequest",
     "Hello",
+    "InternalError",
     "InvalidCommand",
     "InvalidSession",
     "LocalProtocolError",
@@ -86,6 +88,6 @@ __all__ = (
     "Disconnected",
 )
 
-__version__ = "1.0.0.dev0"
+from ._version import __version__ as __version__
 
 logging.getLogger("discord_gateway").addHandler(logging.NullHandler())

@@ -13,6 +13,7 @@ import difflib
 import logging
 import math
 import random
+import re
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -20,8 +21,9 @@ from typing import Any
 
 import certifi
 
-from ..connection import DiscordConnection
-from ..errors import ConfigurationError
+from ..commands import identify_data
+from ..connection import MAX_TIMEOUT, DiscordConnection
+from ..errors import ConfigurationError, InvalidCommand
 
 __all__ = (
     "DEFAULT_URL",
@@ -42,9 +44,10 @@ DEFAULT_URL = "wss://gateway.discord.gg"
 MAX_FAILED_ATTEMPTS = 5
 #: Events that may wait for the consumer before the adapter stops reading the socket.
 MAX_PENDING_EVENTS = 10_000
-#: The longest timeout any option accepts: a day (every selector can wait that long).
-MAX_SECONDS = 86_400.0
-_COMPRESSIONS = (None, False, True, "zlib-stream", "zstd-stream")
+#: The longest timeout any option accepts, and the longest an adapter ever waits
+#: at once: a day (every selector can wait that long).
+MAX_SECONDS = MAX_TIMEOUT
+_SPEC = re.compile(r" \(spec \d+\)")  # the messages users see cite no internal numbers
 
 
 def default_ssl_context() -> ssl.SSLContext:
@@ -66,29 +69,6 @@ def _seconds(name: str, value: object) -> None:
         raise ConfigurationError(
             f"{name} must be a number of seconds above 0 and at most {MAX_SECONDS:g}, not {value!r}"
         )
-
-
-def _headers(value: object) -> tuple[tuple[str, str], ...] | None:
-    if value is None:
-        return None
-    pairs: Iterable[Any]
-    if isinstance(value, Mapping):
-        pairs = value.items()
-    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
-        pairs = value
-    else:
-        raise ConfigurationError(f"headers must be a mapping or (name, value) pairs, not {value!r}")
-    result: list[tuple[str, str]] = []
-    for pair in pairs:
-        if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise ConfigurationError(f"each header must be a (name, value) pair, not {pair!r}")
-        name, text = pair
-        if not (isinstance(name, str) and isinstance(text, str)) or not name:
-            raise ConfigurationError(f"header names and values must be strings, not {pair!r}")
-        if any(c in name + text for c in "\r\n\0") or any(c in name for c in " :\t"):
-            raise ConfigurationError(f"header {name!r} contains characters HTTP forbids there")
-        result.append((name, text))
-    return tuple(result)
 
 
 @dataclass(frozen=True)
@@ -138,65 +118,34 @@ class ShardOptions:
         return cls(token=token, intents=intents, url=url, **options)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.token, str) or not self.token:
-            raise ConfigurationError("token must be a non-empty string")
-        if not _is_int(self.intents) or not 0 <= self.intents < 1 << 63:
-            raise ConfigurationError(f"intents must be a non-negative int, not {self.intents!r}")
+        # What IDENTIFY will carry is checked now, by the function that builds it;
+        # the core checks its own options when the shard builds its connection.
+        try:
+            identify_data(
+                token=self.token,
+                intents=self.intents,
+                properties=self.properties,
+                large_threshold=self.large_threshold,
+                shard=self.shard,
+                presence=self.presence,
+            )
+        except InvalidCommand as exc:
+            raise ConfigurationError(_SPEC.sub("", str(exc))) from exc
+        if self.shard is not None:
+            object.__setattr__(self, "shard", tuple(self.shard))
         if not isinstance(self.url, str):
             raise ConfigurationError(f"url must be a string, not {self.url!r}")
-        if self.shard is not None:
-            shard = self.shard
-            if not (
-                isinstance(shard, (tuple, list))
-                and len(shard) == 2
-                and _is_int(shard[0])
-                and _is_int(shard[1])
-            ):
-                raise ConfigurationError(f"shard must be (shard_id, shard_count), not {shard!r}")
-            shard_id, count = shard
-            if count < 1 or not 0 <= shard_id < count:
-                raise ConfigurationError(
-                    f"shard {shard!r}: the count must be at least 1 and the id in 0..count-1"
-                )
-            object.__setattr__(self, "shard", (shard_id, count))
-        if self.compress not in _COMPRESSIONS:
-            raise ConfigurationError(
-                f"compress must be one of {_COMPRESSIONS}, not {self.compress!r}"
-            )
-        if self.encoding == "etf" and self.compress is True:
-            # Payload compression (IDENTIFY's compress flag) is JSON-only.
-            raise ConfigurationError(
-                'compress=True (payload compression) works with encoding="json" only; '
-                'use compress="zlib-stream" with ETF'
-            )
-        for name in ("properties", "presence"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Mapping):
-                raise ConfigurationError(f"{name} must be a dict, not {value!r}")
-        threshold = self.large_threshold
-        if threshold is not None and (not _is_int(threshold) or not 50 <= threshold <= 250):
-            raise ConfigurationError(
-                f"large_threshold must be an int in 50..250, not {threshold!r}"
-            )
+        _seconds("connect_timeout", self.connect_timeout)
         if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
             raise ConfigurationError(
-                f"ssl_context must be an ssl.SSLContext, not {self.ssl_context!r}"
+                f"ssl_context must be an ssl.SSLContext, not {type(self.ssl_context).__name__}"
             )
-        for name in ("connect_timeout", "hello_timeout", "close_timeout"):
-            _seconds(name, getattr(self, name))
-        for name in ("ready_timeout", "resume_timeout"):
-            if getattr(self, name) is not None:
-                _seconds(name, getattr(self, name))
         if not isinstance(self.dispatch_handled, bool):
             raise ConfigurationError(
                 f"dispatch_handled must be a bool, not {self.dispatch_handled!r}"
             )
         if self.rng is not None and not isinstance(self.rng, random.Random):
-            raise ConfigurationError(f"rng must be a random.Random, not {self.rng!r}")
-        object.__setattr__(self, "headers", _headers(self.headers))
-        size = self.max_payload_size
-        if size is not None and not _is_int(size):
-            raise ConfigurationError(f"max_payload_size must be an int, not {size!r}")
+            raise ConfigurationError(f"rng must be a random.Random, not {type(self.rng).__name__}")
         pending = self.max_pending_events
         if not _is_int(pending) or pending < 1:
             raise ConfigurationError(f"max_pending_events must be an int >= 1, not {pending!r}")
@@ -209,34 +158,33 @@ class ShardOptions:
     def new_connection(self) -> DiscordConnection:
         """The core connection for these options; the core checks its own arguments."""
         extra: dict[str, Any] = {}
-        for name in ("headers", "ready_timeout", "resume_timeout", "max_payload_size"):
+        for name in ("ready_timeout", "resume_timeout", "max_payload_size"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None:  # None: the core's default
                 extra[name] = value
-        try:
-            return DiscordConnection(
-                self.url,
-                encoding=self.encoding,
-                compress=self.compress,
-                dispatch_handled=self.dispatch_handled,
-                hello_timeout=self.hello_timeout,
-                close_timeout=self.close_timeout,
-                rng=self.rng,
-                **extra,
-            )
-        except TypeError as exc:  # a core without headers/ready_timeout/resume_timeout
-            raise ConfigurationError(f"this version of the core does not support: {exc}") from exc
+        return DiscordConnection(
+            self.url,
+            encoding=self.encoding,
+            compress=self.compress,
+            dispatch_handled=self.dispatch_handled,
+            hello_timeout=self.hello_timeout,
+            close_timeout=self.close_timeout,
+            headers=self.headers,
+            rng=self.rng,
+            **extra,
+        )
 
     def tls(self, conn: DiscordConnection) -> ssl.SSLContext | None:
         if not conn.secure:
             return None
         return self.ssl_context if self.ssl_context is not None else default_ssl_context()
 
-    def greeting(self, conn: DiscordConnection) -> bytes:
+    def greeting(self, conn: DiscordConnection, now: float) -> bytes:
         """What to send after HELLO: RESUME if the session survives, else IDENTIFY."""
         if conn.should_resume:
-            return conn.resume(self.token)
+            return conn.resume(self.token, now=now)
         return conn.identify(
+            now=now,
             token=self.token,
             intents=self.intents,
             properties=self.properties,

@@ -220,7 +220,7 @@ class Driver:
         conn = self.conn
         if conn.state is not State.HELLO:
             return self.step(lambda t: [], now)
-        return self.step(lambda t: [self.options.greeting(conn)], now)
+        return self.step(lambda t: [self.options.greeting(conn, t)], now)
 
     def step(self, call: Callable[[float], list[bytes]], now: float) -> Step:
         """Run one core call at ``now``; the answer to every error a core call raises.
@@ -273,7 +273,7 @@ class Driver:
                 if self._gate_identify and not conn.should_resume:
                     identify_due = True
                 else:
-                    out.append(self.options.greeting(conn))
+                    out.append(self.options.greeting(conn, now))
             elif isinstance(event, (Ready, Resumed)):
                 self._session_started()
             events.append(event)

@@ -166,7 +166,7 @@ class Driver:
         self._reason: str | None = None
         self._cause: str | None = None
         self._counts = False  # the cause is a protocol failure
-        self._paused_meanwhile = self.bound.paused
+        self._pauses_before = self.bound.pauses
 
     def _note(self, cause: str, *, counts: bool) -> None:
         """Remember why this connection is ending (the first reason wins)."""
@@ -323,7 +323,9 @@ class Driver:
         cause = self._cause or "the connection was lost"
         if self._code is not None:
             self._last_code = self._code
-        counts = self._counts and not self._started and not self._paused_meanwhile
+        # Reading paused for a stalled consumer makes zombies: not the gateway's fault.
+        paused = self.bound.paused or self.bound.pauses != self._pauses_before
+        counts = self._counts and not self._started and not paused
         limit = self.options.max_failed_attempts
         if counts:
             self._failures.append(cause)

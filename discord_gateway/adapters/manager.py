@@ -19,6 +19,7 @@ from ..errors import ConfigurationError
 from ..events import Event, InvalidSession, Ready
 from ..opcodes import Opcode
 from ..sharding import GatewayBotInfo, IdentifyScheduler
+from ._base import DEFAULT_URL, ShardOptions
 from .asyncio import Shard
 
 __all__ = ("ShardEvent", "ShardManager")
@@ -34,6 +35,10 @@ class ShardEvent:
     event: Event
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class _Done:
     __slots__ = ("error",)
 
@@ -45,8 +50,12 @@ class ShardManager:
     """Run ``shard_count`` shards (default: Discord's recommendation).
 
     ``async with ShardManager(token, intents=...) as bot: async for item in bot:``
-    yields :class:`ShardEvent`. If any shard stops with a fatal error (bad token,
-    disallowed intents, no session starts left) iteration raises it.
+    yields :class:`ShardEvent`, ``Disconnected`` events included. If any shard
+    stops with a fatal error (bad token, disallowed intents, no session starts
+    left, ``ConnectionFailed``) iteration raises it. Bad options (the manager's
+    and every shard's) raise ``ConfigurationError`` here. At most
+    ``max_pending_events`` events wait for you in all; beyond that the shards
+    stop reading (see the adapters' queue bound).
     """
 
     def __init__(
@@ -61,8 +70,34 @@ class ShardManager:
         api_base: str = DISCORD_API,
         **shard_options: Any,
     ) -> None:
-        if shard_count is not None and shard_count < 1:
-            raise ConfigurationError(f"shard_count must be >= 1, not {shard_count}")
+        if shard_count is not None and (not _is_int(shard_count) or shard_count < 1):
+            raise ConfigurationError(f"shard_count must be an int >= 1, not {shard_count!r}")
+        if shard_ids is not None:
+            if isinstance(shard_ids, (str, bytes)) or not all(_is_int(i) for i in shard_ids):
+                raise ConfigurationError(f"shard_ids must be a list of ints, not {shard_ids!r}")
+            shard_ids = list(shard_ids)
+            if len(set(shard_ids)) != len(shard_ids) or any(i < 0 for i in shard_ids):
+                raise ConfigurationError(
+                    f"shard_ids must be distinct non-negative ints, not {shard_ids!r}"
+                )
+            if shard_count is not None and any(i >= shard_count for i in shard_ids):
+                raise ConfigurationError(
+                    f"shard_ids {shard_ids!r} must each be below shard_count {shard_count}"
+                )
+        if max_concurrency is not None and (not _is_int(max_concurrency) or max_concurrency < 1):
+            raise ConfigurationError(
+                f"max_concurrency must be an int >= 1, not {max_concurrency!r}"
+            )
+        if not isinstance(api_base, str) or not api_base.startswith(("https://", "http://")):
+            raise ConfigurationError(f"api_base must be an http(s) URL, not {api_base!r}")
+        if "shard" in shard_options or "before_identify" in shard_options:
+            raise ConfigurationError("ShardManager sets each shard's shard and before_identify")
+        # Every shard's options, checked now: the URL and count may only be known
+        # after GET /gateway/bot, so a stand-in shard (0, 1) and URL are used here.
+        options = ShardOptions.build(
+            token, intents, url if url is not None else DEFAULT_URL, shard_options
+        )
+        options.new_connection()  # the core's own checks (URL, encoding, timeouts)
         self._token = token
         self._intents = intents
         self._shard_count = shard_count
@@ -75,6 +110,9 @@ class ShardManager:
         self.info: GatewayBotInfo | None = None
         self.scheduler: IdentifyScheduler | None = None
         self._events: asyncio.Queue[ShardEvent | _Done] = asyncio.Queue()
+        # The shards' bound holds through the manager: a forwarder waits for room
+        # here, stops draining its shard, and that shard stops reading (nothing dropped).
+        self._room = asyncio.Semaphore(options.max_pending_events)
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -166,6 +204,7 @@ class ShardManager:
                     # spec 60: the identify was answered; free the bucket slot.
                     self.scheduler.released(shard_id, loop.time())
                     self._wake.set()
+                await self._room.acquire()
                 self._events.put_nowait(ShardEvent(shard_id, event))
         except Exception as exc:
             error = exc
@@ -182,6 +221,7 @@ class ShardManager:
             if item.error is not None:
                 raise item.error
             raise StopAsyncIteration
+        self._room.release()
         return item
 
     async def send(self, shard_id: int, op: Opcode | int, data: Any) -> None:

@@ -7,13 +7,14 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
-from discord_gateway import AuthenticationFailed, Dispatch, Event, Ready, Resumed
+from discord_gateway import AuthenticationFailed, Disconnected, Dispatch, Event, Ready, Resumed
 from discord_gateway.adapters.asyncio import Shard
 from discord_gateway.testing import (
     AfterDispatches,
@@ -143,6 +144,9 @@ def test_lost_or_stalled_connection_resumes(tls: bool, fault: Any) -> None:
         await until(lambda: len(bot.tests()) == 12 and bot.count(Resumed) == 1)
         assert bot.tests() == list(range(12))
         assert len(gateway.connections) == 2
+        # every lost connection is reported, and said to survive
+        (lost,) = [e for e in bot.events if isinstance(e, Disconnected)]
+        assert lost.resumable and lost.delay == 0.0 and lost.attempt == 1
 
     run(scenario(tls, faults, body))
 
@@ -263,3 +267,41 @@ def test_a_fatal_stop_ends_the_recovery_loop() -> None:
             assert len(gateway.connections) == 1
 
     run(main())
+
+
+def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The consumer stops reading for longer than a heartbeat interval while the
+    # gateway pushes 200 dispatches: reading pauses at the bound (the connection
+    # becomes a zombie, closed and later resumed), and after catching up every
+    # dispatch arrives exactly once, in order.
+    limit, total = 20, 200
+
+    async def main() -> None:
+        async with serve(CONFIG) as gateway:
+            bot = Bot(gateway, max_pending_events=limit)
+            async with bot.shard:
+                async for event in bot.shard:
+                    if isinstance(event, Ready):
+                        break
+                peak = 0
+                for i in range(total):
+                    gateway.dispatch("TEST", {"i": i})
+                    await asyncio.sleep(0.002)
+                    peak = max(peak, bot.shard.pending_events)
+                for _ in range(50):
+                    await asyncio.sleep(0.01)
+                    peak = max(peak, bot.shard.pending_events)
+                assert peak <= 2 * limit, peak
+                async for event in bot.shard:
+                    bot.events.append(event)
+                    if len(bot.tests()) == total:
+                        break
+            assert bot.tests() == list(range(total))
+            assert len(gateway.connections) >= 2  # the stall made a zombie; it was resumed
+            assert not [c for c in gateway.connections[1:] if 2 in [r.op for r in c.received]]
+
+    run(main(), timeout=30)
+    pauses = [r for r in caplog.records if "reading from the gateway is paused" in r.getMessage()]
+    assert pauses and all(r.levelno == logging.WARNING for r in pauses)

@@ -9,6 +9,7 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import base64
+import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable
@@ -138,6 +139,9 @@ def test_lost_or_stalled_connection_resumes(tls: bool, fault: Any) -> None:
         await until(lambda: len(bot.tests()) == 12 and bot.count(Resumed) == 1)
         assert bot.tests() == list(range(12))
         assert gateway.connection_count() == 2
+        # every lost connection is reported, and said to survive
+        (lost,) = [e for e in bot.events if isinstance(e, Disconnected)]
+        assert lost.resumable and lost.delay == 0.0 and lost.attempt == 1
 
     run(lambda: scenario(tls, faults, body))
 
@@ -306,3 +310,41 @@ def test_large_dispatches_arrive_whole(tls: bool) -> None:
         assert all(e.data["blob"] == blob for e in tests)
 
     run(lambda: scenario(tls, None, body))
+
+
+def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The consumer stops reading for longer than a heartbeat interval while the
+    # gateway pushes 200 dispatches: the loop stops receiving at the bound (the
+    # connection becomes a zombie, closed and later resumed), and after catching
+    # up every dispatch arrives exactly once, in order.
+    limit, total = 20, 200
+
+    async def main() -> None:
+        with ThreadedGateway() as gateway:
+            bot = Bot(gateway, max_pending_events=limit)
+            async with bot.shard:
+                async for event in bot.shard:
+                    if isinstance(event, Ready):
+                        break
+                peak = 0
+                for i in range(total):
+                    gateway.dispatch("TEST", {"i": i})
+                    await trio.sleep(0.002)
+                    peak = max(peak, bot.shard.pending_events)
+                for _ in range(50):
+                    await trio.sleep(0.01)
+                    peak = max(peak, bot.shard.pending_events)
+                assert peak <= 2 * limit, peak
+                async for event in bot.shard:
+                    bot.events.append(event)
+                    if len(bot.tests()) == total:
+                        break
+            assert bot.tests() == list(range(total))
+            assert gateway.connection_count() >= 2  # the stall made a zombie; it was resumed
+            assert all(2 not in gateway.ops(i) for i in range(1, gateway.connection_count()))
+
+    run(main, timeout=30)
+    pauses = [r for r in caplog.records if "reading from the gateway is paused" in r.getMessage()]
+    assert pauses and all(r.levelno == logging.WARNING for r in pauses)

@@ -55,10 +55,10 @@ from ..errors import (
 )
 from ..events import Disconnected, Event, Hello, Ready, Resumed
 from ..fsm import State
-from ..fsm.states import SENDING_STATES
+from ..fsm.states import OPEN_STATES, SENDING_STATES
 from ._base import LOG, ShardOptions
 
-__all__ = ("Attempt", "Driver", "EventBound", "Step")
+__all__ = ("Attempt", "Driver", "EventBound", "Step", "Stop")
 
 #: A refused upgrade with one of these statuses is the service being down, not us.
 _OUTAGE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -92,6 +92,15 @@ class Step:
     alive: bool
     ready: bool
     identify_due: bool = False
+
+
+class Stop:
+    """The end of an adapter's event stream; ``error`` is raised to the consumer if set."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
 
 
 class EventBound:
@@ -176,7 +185,21 @@ class Driver:
 
     @property
     def ready(self) -> bool:
+        """Commands may be sent: READY or RESUMED arrived on this connection."""
         return self._ready and self.conn.state in SENDING_STATES
+
+    @property
+    def reading(self) -> bool:
+        """Read the socket now? Not at the bound, unless closing (the handshake needs it)."""
+        return not self.bound.paused or self.closing
+
+    def close_frame(self, code: int, now: float) -> bytes | None:
+        """The user's close: the frame to write (b"" if already closing), or None
+        when there is no WebSocket yet and the socket is just dropped."""
+        conn = self.conn
+        if conn.state is State.CONNECTING:
+            return None
+        return conn.close(code, now=now) if conn.state in OPEN_STATES else b""
 
     def connect(self, now: float) -> Step:
         conn = self.conn

@@ -21,22 +21,12 @@ from typing import Any
 from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
 from ..events import Event
-from ..fsm import State
-from ..fsm.states import OPEN_STATES, SENDING_STATES
+from ..fsm.states import SENDING_STATES
 from ..opcodes import Opcode
 from ._base import DEFAULT_URL, LOG, ShardOptions
-from ._driver import Driver, Step
+from ._driver import Driver, Step, Stop
 
 __all__ = ("Shard",)
-
-
-class _Stop:
-    """End of the event stream; ``error`` is raised to the consumer if set."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
 
 
 class _GatewayProtocol(asyncio.Protocol):
@@ -170,7 +160,7 @@ class Shard:
         self._before_identify = before_identify
         self._driver = Driver(self.options, gate_identify=before_identify is not None)
         self.connection: DiscordConnection = self._driver.conn
-        self._events: asyncio.Queue[Event | _Stop] = asyncio.Queue()
+        self._events: asyncio.Queue[Event | Stop] = asyncio.Queue()
         self._ready = asyncio.Event()
         self._unpaused = asyncio.Event()
         self._unpaused.set()
@@ -208,7 +198,7 @@ class Shard:
 
     async def __anext__(self) -> Event:
         item = await self._events.get()
-        if isinstance(item, _Stop):
+        if isinstance(item, Stop):
             self._events.put_nowait(item)  # every later call ends too
             if item.error is not None:
                 raise item.error
@@ -237,7 +227,7 @@ class Shard:
         if not self._stopped:
             self._stopped = True
             self._stopped_event.set()
-            self._events.put_nowait(_Stop(error))
+            self._events.put_nowait(Stop(error))
 
     # sending ------------------------------------------------------------------------
 
@@ -326,13 +316,13 @@ class Shard:
         self._unpaused.set()
         protocol = self._protocol
         try:
-            if protocol is not None and self.connection.state in OPEN_STATES:
-                if self.connection.state is State.CONNECTING:
-                    protocol.abort()
-                else:
+            if protocol is not None:
+                frame = self._driver.close_frame(code, asyncio.get_running_loop().time())
+                if frame is None:
+                    protocol.abort()  # no WebSocket yet: nothing to shake hands with
+                elif frame:
                     protocol.pause_reading(False)  # the close handshake needs reading
-                    loop = asyncio.get_running_loop()
-                    protocol.write(self.connection.close(code, now=loop.time()))
+                    protocol.write(frame)
                     protocol._arm_timer()
                     await protocol.done
         finally:

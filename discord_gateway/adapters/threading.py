@@ -36,24 +36,14 @@ from typing import Any
 from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
 from ..events import Event
-from ..fsm import State
-from ..fsm.states import OPEN_STATES, SENDING_STATES
+from ..fsm.states import SENDING_STATES
 from ..opcodes import Opcode
 from ._base import DEFAULT_URL, LOG, MAX_SECONDS, READ_SIZE, ShardOptions
-from ._driver import Driver, Step
+from ._driver import Driver, Step, Stop
 
 __all__ = ("Shard",)
 
 _Socket = socket.socket  # an ssl.SSLSocket is one too
-
-
-class _Stop:
-    """End of the event stream; ``error`` is raised to the consumer if set."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
 
 
 class Shard:
@@ -78,7 +68,7 @@ class Shard:
         self.options = ShardOptions.build(token, intents, url, options)
         self._driver = Driver(self.options)
         self.connection: DiscordConnection = self._driver.conn
-        self._events: queue.Queue[Event | _Stop] = queue.Queue()
+        self._events: queue.Queue[Event | Stop] = queue.Queue()
         # One lock guards the core, the driver and the outbox: the I/O thread and
         # send()/close() both call the core; only the I/O thread writes to the socket.
         self._lock = threading.Lock()
@@ -138,7 +128,7 @@ class Shard:
 
     def __next__(self) -> Event:
         item = self._events.get()
-        if isinstance(item, _Stop):
+        if isinstance(item, Stop):
             self._events.put(item)  # every later call ends too
             if item.error is not None:
                 raise item.error
@@ -214,7 +204,7 @@ class Shard:
             if not self._stopped:
                 self._stopped = True
                 self._ready = False
-                self._events.put(_Stop(error))
+                self._events.put(Stop(error))
                 self._changed.notify_all()
 
     # waking the I/O thread ----------------------------------------------------------
@@ -352,21 +342,20 @@ class Shard:
             if driver.closing and not close_started:
                 close_started = True
                 with self._lock:
-                    if conn.state is State.CONNECTING:
+                    frame = driver.close_frame(self._close_code, time.monotonic())
+                    if frame is None:
                         return  # no WebSocket yet: nothing to shake hands with
-                    if conn.state in OPEN_STATES:
-                        self._outbox.append(conn.close(self._close_code, now=time.monotonic()))
+                    self._outbox.append(frame)
                 continue
             with self._lock:
                 deadline = conn.next_deadline()
-                # At the bound, stop reading (unless closing: the handshake needs it).
-                reading = not driver.bound.paused or driver.closing
+                reading = driver.reading
             # Decrypted bytes may wait inside the SSLSocket, invisible to select().
             pending = reading and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
             if pending or self._wait(sock if reading else None, deadline):
                 data = _recv(sock)
                 if data is not None:
-                    alive = self._step(functools.partial(_receive, driver, data))
+                    alive = self._step(functools.partial(driver.receive, data))
                     if not alive:
                         break
             with self._lock:
@@ -427,7 +416,3 @@ def _recv(sock: _Socket) -> bytes | None:
 def _close_socket(sock: _Socket) -> None:
     with contextlib.suppress(OSError):
         sock.close()
-
-
-def _receive(driver: Driver, data: bytes, now: float) -> Step:
-    return driver.receive(data, now)

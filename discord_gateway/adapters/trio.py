@@ -32,25 +32,15 @@ import trio
 from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
 from ..events import Event
-from ..fsm import State
-from ..fsm.states import OPEN_STATES, SENDING_STATES
+from ..fsm.states import SENDING_STATES
 from ..opcodes import Opcode
 from ._base import DEFAULT_URL, LOG, MAX_SECONDS, READ_SIZE, ShardOptions
-from ._driver import Driver, Step
+from ._driver import Driver, Step, Stop
 
 __all__ = ("Shard",)
 
 # What a dead or unreachable peer raises; ssl.SSLError is wrapped in BrokenResourceError.
 _LOST = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
-
-
-class _Stop:
-    """End of the event stream; ``error`` is raised to the consumer if set."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
 
 
 class Shard:
@@ -78,7 +68,7 @@ class Shard:
         self.connection: DiscordConnection = self._driver.conn
         # Unbounded, so the end of the stream can always be sent: the bound is
         # kept by not receiving (EventBound), and nothing is ever dropped.
-        self._send_events, self._receive_events = trio.open_memory_channel[Event | _Stop](math.inf)
+        self._send_events, self._receive_events = trio.open_memory_channel[Event | Stop](math.inf)
         self._unpaused = trio.Event()  # replaced when reading pauses
         self._unpaused.set()
         self._ready = trio.Event()
@@ -130,7 +120,7 @@ class Shard:
 
     async def __anext__(self) -> Event:
         item = await self._receive_events.receive()
-        if isinstance(item, _Stop):
+        if isinstance(item, Stop):
             self._send_events.send_nowait(item)  # every later call ends too
             if item.error is not None:
                 raise item.error
@@ -153,7 +143,7 @@ class Shard:
     def _stop(self, error: BaseException | None) -> None:
         if not self._stopped:
             self._stopped = True
-            self._send_events.send_nowait(_Stop(error))
+            self._send_events.send_nowait(Stop(error))
             self._notify()
 
     def _wakeup(self) -> None:
@@ -248,10 +238,10 @@ class Shard:
                 continue
             if driver.closing and not close_started:
                 close_started = True
-                if conn.state is State.CONNECTING:
+                frame = driver.close_frame(self._close_code, trio.current_time())
+                if frame is None:
                     return  # no WebSocket yet: nothing to shake hands with
-                if conn.state in OPEN_STATES:
-                    self._outbox.append(conn.close(self._close_code, now=trio.current_time()))
+                self._outbox.append(frame)
                 continue
             deadline = conn.next_deadline()
             # A deadline computed from a huge interval: trio takes it, but bound it anyway.
@@ -264,7 +254,7 @@ class Shard:
             with trio.CancelScope(deadline=deadline) as wait:
                 self._waiting = wait
                 try:
-                    if driver.bound.paused and not driver.closing:
+                    if not driver.reading:
                         await trio.sleep_forever()  # at the bound: stop receiving
                     data = bytes(await stream.receive_some(READ_SIZE))
                 except _LOST as exc:
@@ -273,7 +263,7 @@ class Shard:
                 finally:
                     self._waiting = None
             if data is not None:
-                alive = self._step(functools.partial(_receive, driver, data))
+                alive = self._step(functools.partial(driver.receive, data))
                 if not alive:
                     break
             deadline = conn.next_deadline()
@@ -329,7 +319,3 @@ class Shard:
                 self._run_scope.cancel()
             await self._done.wait()
         self._stop(None)
-
-
-def _receive(driver: Driver, data: bytes, now: float) -> Step:
-    return driver.receive(data, now)

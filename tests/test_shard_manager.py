@@ -6,10 +6,16 @@ import asyncio
 import itertools
 from collections import defaultdict
 
-from discord_gateway import InvalidSession, Ready
+from discord_gateway import Disconnected, Dispatch, InvalidSession, Ready, Resumed
 from discord_gateway.adapters.manager import ShardEvent, ShardManager
 from discord_gateway.sharding import IDENTIFY_INTERVAL, shard_for_guild
-from discord_gateway.testing import ServerConfig, serve
+from discord_gateway.testing import (
+    AfterDispatches,
+    ConnectionFaults,
+    ResetConnection,
+    ServerConfig,
+    serve,
+)
 
 SHARDS = 16
 CONCURRENCY = 4
@@ -67,3 +73,63 @@ def test_sixteen_shards_identify_in_paced_buckets() -> None:
                     assert shard_for_guild(guild_id, SHARDS) == e.shard_id
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_lost_connection_reaches_the_manager_as_a_disconnected_event() -> None:
+    async def main() -> None:
+        faults = [ConnectionFaults(script=((AfterDispatches(1), ResetConnection()),))]
+        async with serve(ServerConfig(heartbeat_interval=0.2), faults=faults) as gateway:
+            events: list[ShardEvent] = []
+            async with ShardManager(
+                gateway.token, intents=1, url=gateway.url, shard_count=1, close_timeout=0.5
+            ) as bot:
+                async for item in bot:
+                    events.append(item)
+                    if isinstance(item.event, Ready):
+                        for i in range(3):
+                            gateway.dispatch("TEST", {"i": i})
+                    if isinstance(item.event, (Ready, Resumed)) and any(
+                        isinstance(e.event, Disconnected) for e in events
+                    ):
+                        break  # back after the loss
+            lost = [e for e in events if isinstance(e.event, Disconnected)]
+            assert [e.shard_id for e in lost] == [0]
+            assert isinstance(lost[0].event, Disconnected) and lost[0].event.code == 1006
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_the_managers_queue_keeps_the_bound_and_loses_nothing() -> None:
+    limit, total = 10, 60
+
+    async def main() -> None:
+        async with (
+            serve(ServerConfig(heartbeat_interval=0.2)) as gateway,
+            ShardManager(
+                gateway.token,
+                intents=1,
+                url=gateway.url,
+                shard_count=1,
+                close_timeout=0.5,
+                max_pending_events=limit,
+            ) as bot,
+        ):
+            async for item in bot:
+                if isinstance(item.event, Ready):
+                    break
+            for i in range(total):  # nobody reads meanwhile
+                gateway.dispatch("TEST", {"i": i})
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.3)
+            waiting = bot._events.qsize() + bot.shards[0].pending_events
+            assert waiting <= 3 * limit, waiting
+            seen: list[int] = []
+            async for item in bot:
+                event = item.event
+                if isinstance(event, Dispatch) and event.name == "TEST":
+                    seen.append(event.data["i"])
+                    if len(seen) == total:
+                        break
+            assert seen == list(range(total))
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 
-from discord_gateway import Dispatch, Ready
+from discord_gateway import Disconnected, Dispatch, Ready
 from discord_gateway.adapters.asyncio import Shard
 from discord_gateway.testing import LocalGateway, serve
 
@@ -33,6 +33,12 @@ async def run_bot(token: str, url: str, intents: int, demo: LocalGateway | None 
                 if demo is not None:
                     for i in range(DEMO_DISPATCHES):
                         demo.dispatch("TEST", {"i": i})
+            elif isinstance(event, Disconnected):  # also logged; the shard reconnects itself
+                then = "resuming" if event.resumable else "identifying"
+                print(
+                    f"lost ({event.code}: {event.reason}), {then} in {event.delay:.1f} s",
+                    flush=True,
+                )
             elif isinstance(event, Dispatch):
                 if event.name != "TEST":
                     print(f"dispatch {event.name}", flush=True)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
-from discord_gateway import Dispatch, Ready
+from discord_gateway import Disconnected, Dispatch, Ready
 from discord_gateway.adapters.threading import Shard
 from discord_gateway.testing import serve
 
@@ -57,6 +57,12 @@ def run_bot(token: str, url: str, intents: int, push: Callable[[int], None] | No
                 if push is not None:
                     for i in range(DEMO_DISPATCHES):
                         push(i)
+            elif isinstance(event, Disconnected):  # also logged; the shard reconnects itself
+                then = "resuming" if event.resumable else "identifying"
+                print(
+                    f"lost ({event.code}: {event.reason}), {then} in {event.delay:.1f} s",
+                    flush=True,
+                )
             elif isinstance(event, Dispatch):
                 if event.name != "TEST":
                     print(f"dispatch {event.name}", flush=True)

@@ -23,7 +23,7 @@ from functools import partial
 
 import trio
 
-from discord_gateway import Dispatch, Ready
+from discord_gateway import Disconnected, Dispatch, Ready
 from discord_gateway.adapters.trio import Shard
 from discord_gateway.testing import serve
 
@@ -62,6 +62,12 @@ async def run_bot(
                 if push is not None:
                     for i in range(DEMO_DISPATCHES):
                         push(i)
+            elif isinstance(event, Disconnected):  # also logged; the shard reconnects itself
+                then = "resuming" if event.resumable else "identifying"
+                print(
+                    f"lost ({event.code}: {event.reason}), {then} in {event.delay:.1f} s",
+                    flush=True,
+                )
             elif isinstance(event, Dispatch):
                 if event.name != "TEST":
                     print(f"dispatch {event.name}", flush=True)

@@ -13,7 +13,7 @@ aioquic's protocol layer and httpcore's one-code-path rule)::
         try:
             sock = open(attempt.host, attempt.port, attempt.tls)
         except network error as exc:
-            deliver(driver.connect_failed(exc))
+            deliver(driver.connect_failed(exc, host, port))
         else:
             step = driver.connect(now)          # every core call goes through
             ...                                 # receive / timer / lost / greet
@@ -27,13 +27,16 @@ What the driver decides:
 * why a connection ended, and whether that is a *protocol failure before
   READY* (a close frame, undecodable data, a refused or garbled upgrade, no
   HELLO/READY/RESUMED in time) or a *network failure* (refused, unreachable,
-  reset, timed out): only the first kind counts towards giving up;
+  timed out, or the transport lost without a close frame): only the first
+  kind counts towards giving up, and not while reading was paused for a
+  consumer that fell behind;
 * the backoff (the core's ``reconnect()``), and the :class:`Disconnected`
   event (logged at WARNING) for every lost connection;
 * giving up: ``max_failed_attempts`` protocol failures in a row before READY
   raise :class:`ConnectionFailed` with the causes; READY or RESUMED resets the
   count; a fatal close code raises its named error at once;
-* when the adapter must stop and restart reading (:class:`EventBound`).
+* when the adapter must stop and restart reading (:class:`EventBound`), and
+  what the user's ``close()`` writes (:meth:`Driver.close_frame`).
 """
 
 from __future__ import annotations
@@ -164,7 +167,6 @@ class Driver:
         self._ready = False
         self._failures: list[str] = []  # protocol failures before READY, in a row
         self._lost_in_a_row = 0
-        self._last_code: int | None = None
         self._new_connection()
 
     # -- one connection ----------------------------------------------------------
@@ -220,11 +222,11 @@ class Driver:
         conn = self.conn
         before = conn.state
         if before is State.CONNECTING:
-            # A HELLO timeout: the core raises CloseDiscordConnection(1006).
-            self._note("no HELLO in time after the upgrade", counts=True)
+            first = self._cause is None
             result = self.step(conn.handle_timer, now)
-            if result.alive:
-                self._cause = None  # not due yet
+            if first and not result.alive:
+                # A HELLO timeout (CloseDiscordConnection 1006, not a lost transport).
+                self._cause, self._counts = "no HELLO in time after the upgrade", True
             return result
         result = self.step(conn.handle_timer, now)
         if before in _STARTING and conn.state is State.CLOSING:
@@ -344,8 +346,6 @@ class Driver:
             self._finish(self.stop_error())
             return []
         cause = self._cause or "the connection was lost"
-        if self._code is not None:
-            self._last_code = self._code
         # Reading paused for a stalled consumer makes zombies: not the gateway's fault.
         paused = self.bound.paused or self.bound.pauses != self._pauses_before
         counts = self._counts and not self._started and not paused
@@ -389,8 +389,7 @@ class Driver:
         """The exception to raise when the gateway ended the connection for good."""
         conn = self.conn
         if conn.state is State.CLOSED and conn.fatal_close_code is not None:
-            reason = getattr(conn, "fatal_close_reason", None) or self._reason
-            return fatal_close_error(conn.fatal_close_code, reason)
+            return fatal_close_error(conn.fatal_close_code, conn.fatal_close_reason)
         return None
 
     def _finish(self, error: BaseException | None) -> None:

@@ -269,8 +269,9 @@ def test_a_fatal_stop_ends_the_recovery_loop() -> None:
     run(main())
 
 
+@pytest.mark.parametrize("tls", TLS)
 def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
-    caplog: pytest.LogCaptureFixture,
+    tls: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The consumer stops reading for longer than a heartbeat interval while the
     # gateway pushes 200 dispatches: reading pauses at the bound (the connection
@@ -279,8 +280,10 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
     limit, total = 20, 200
 
     async def main() -> None:
-        async with serve(CONFIG) as gateway:
-            bot = Bot(gateway, max_pending_events=limit)
+        contexts = tls_contexts() if tls else None
+        server_tls = contexts.server if contexts else None
+        async with serve(CONFIG, ssl_context=server_tls) as gateway:
+            bot = Bot(gateway, contexts.client if contexts else None, max_pending_events=limit)
             async with bot.shard:
                 async for event in bot.shard:
                     if isinstance(event, Ready):

@@ -299,15 +299,16 @@ def test_large_dispatches_arrive_whole(tls: bool, monkeypatch: pytest.MonkeyPatc
         assert all(e.data["blob"] == blob for e in tests)
 
 
+@pytest.mark.parametrize("tls", TLS)
 def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
-    caplog: pytest.LogCaptureFixture,
+    tls: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The consumer stops reading for longer than a heartbeat interval while the
     # gateway pushes 200 dispatches: the I/O thread stops selecting the socket at
     # the bound (the connection becomes a zombie, closed and later resumed), and
     # after catching up every dispatch arrives exactly once, in order.
     limit, total = 20, 200
-    with ThreadedGateway() as gateway:
+    with ThreadedGateway(tls) as gateway:
         bot = Bot(gateway, max_pending_events=limit)
         with bot.shard:
             for event in bot.shard:

@@ -312,8 +312,9 @@ def test_large_dispatches_arrive_whole(tls: bool) -> None:
     run(lambda: scenario(tls, None, body))
 
 
+@pytest.mark.parametrize("tls", TLS)
 def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
-    caplog: pytest.LogCaptureFixture,
+    tls: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The consumer stops reading for longer than a heartbeat interval while the
     # gateway pushes 200 dispatches: the loop stops receiving at the bound (the
@@ -322,7 +323,7 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
     limit, total = 20, 200
 
     async def main() -> None:
-        with ThreadedGateway() as gateway:
+        with ThreadedGateway(tls) as gateway:
             bot = Bot(gateway, max_pending_events=limit)
             async with bot.shard:
                 async for event in bot.shard:

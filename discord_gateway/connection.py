@@ -190,6 +190,15 @@ def _parse_gateway_url(uri: str, what: str = "uri") -> SplitResult:
     return parts
 
 
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can go out as UTF-8 (lone surrogates cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _on_discord_domain(host: str) -> bool:
     return host == _DISCORD_DOMAIN or host.endswith("." + _DISCORD_DOMAIN)
 
@@ -322,6 +331,7 @@ class DiscordConnection:
     __slots__ = (
         "_ack_pending",
         "_answer_deadline",
+        "_answer_timeout",
         "_attempts",
         "_awaiting",
         "_clock",
@@ -524,6 +534,10 @@ class DiscordConnection:
         # expects, and by when (ready_timeout, resume_timeout).
         self._awaiting: str | None = None
         self._answer_deadline: float | None = None
+        # identify()/resume() given no ``now``: the timeout, anchored at the next
+        # receive() or handle_timer() (a caller passing its own clock's ``now``
+        # there must not get a deadline from ours).
+        self._answer_timeout: float | None = None
         # The rest of a WebSocket message whose first part was refused is skipped.
         self._discarding = False
         self._hello_at: float | None = None
@@ -692,6 +706,8 @@ class DiscordConnection:
         reconnect.
         """
         now = self._now(now)
+        if self._answer_timeout is not None:
+            self._anchor_answer_deadline(now)
         state = self._lifecycle.state
         if state is State.CONNECTING:
             if self._hello_deadline is not None and now >= self._hello_deadline:
@@ -942,7 +958,9 @@ class DiscordConnection:
         ``compress`` asks for payload compression; it defaults to the constructor's
         ``compress=True`` and cannot be combined with transport compression (spec 36).
         Identifying replaces any session this connection held. READY must follow
-        within ``ready_timeout`` of ``now`` (see ``next_deadline()``).
+        within ``ready_timeout`` of ``now`` (see ``next_deadline()``); without
+        ``now``, of the next ``receive()`` or ``handle_timer()`` call, so that the
+        deadline is in the caller's clock whatever clock that is.
         """
         self._require_hello("identify")
         if compress is None:
@@ -968,13 +986,14 @@ class DiscordConnection:
         self._drop_session()
         self._resume_attempt = False
         self._awaiting = "READY"
-        self._answer_deadline = self._now(now) + self._ready_timeout
+        self._await_answer(self._ready_timeout, now)
         return out
 
     def resume(self, token: str, *, now: float | None = None) -> bytes:
         """RESUME the session (spec 26). Only after HELLO, and only with a session.
 
-        The replay and RESUMED must follow within ``resume_timeout`` of ``now``.
+        The replay and RESUMED must follow within ``resume_timeout`` of ``now``
+        (without ``now``: of the next ``receive()`` or ``handle_timer()`` call).
         """
         self._require_hello("resume")
         if not self.should_resume:
@@ -989,8 +1008,21 @@ class DiscordConnection:
         self._fire(Trigger.RESUME_SENT)
         self._resume_attempt = True
         self._awaiting = "RESUMED"
-        self._answer_deadline = self._now(now) + self._resume_timeout
+        self._await_answer(self._resume_timeout, now)
         return out
+
+    def _await_answer(self, timeout: float, now: float | None) -> None:
+        if now is None:
+            self._answer_deadline = None
+            self._answer_timeout = timeout
+        else:
+            self._answer_deadline = now + timeout
+            self._answer_timeout = None
+
+    def _anchor_answer_deadline(self, now: float) -> None:
+        assert self._answer_timeout is not None
+        self._answer_deadline = now + self._answer_timeout
+        self._answer_timeout = None
 
     def _require_hello(self, what: str) -> None:
         state = self._lifecycle.state
@@ -1022,6 +1054,8 @@ class DiscordConnection:
             or 1016 <= code <= 2999  # reserved for RFC 6455 itself: peers fail on them
         ):
             raise InvalidCommand(f"{code!r} is not a close code a client may send")
+        if not isinstance(reason, str) or not _encodable(reason):
+            raise InvalidCommand(f"the close reason must be text, not {_brief(reason, 40)}")
         state = self._lifecycle.state
         if state not in OPEN_STATES:
             raise LocalProtocolError(
@@ -1095,6 +1129,7 @@ class DiscordConnection:
         self._resume_failures = 0
         self._awaiting = None  # a late READY/RESUMED would revive what was dropped
         self._answer_deadline = None
+        self._answer_timeout = None
 
     def _account_for_lost_connection(self) -> None:
         """Book-keeping when a WebSocket ends: failed resumes (spec 54)."""
@@ -1204,6 +1239,8 @@ class DiscordConnection:
             return []  # late bytes from a WebSocket that is already gone
         if not self._upgrade_sent:
             raise LocalProtocolError("call connect() and send its bytes before receiving")
+        if self._answer_timeout is not None:
+            self._anchor_answer_deadline(self._now(now))
         ws = self._ws
         if not data:
             data = None
@@ -1423,6 +1460,7 @@ class DiscordConnection:
                 self._fire(Trigger.READY_RECEIVED)
             self._awaiting = None
             self._answer_deadline = None
+            self._answer_timeout = None
             self.session_id = data["session_id"]
             if seq is not None:
                 # A new session's numbering starts at READY's s, whatever came
@@ -1453,6 +1491,7 @@ class DiscordConnection:
             self._fire(Trigger.RESUMED_RECEIVED)
         self._awaiting = None
         self._answer_deadline = None
+        self._answer_timeout = None
         self._attempts = 0
         self._resume_failures = 0
         self._resume_attempt = False

@@ -23,6 +23,7 @@ from discord_gateway import (
     Dispatch,
     GatewayError,
     InternalError,
+    InvalidCommand,
     LocalProtocolError,
     Ready,
     RejectedConnectionData,
@@ -742,3 +743,34 @@ def test_later_chunks_of_a_refused_text_message_do_not_pile_up_while_closing(
     assert len(refusals) == 1  # refused once, the rest skipped
     finish_close(link)
     assert link.conn.state is State.RECONNECTING
+
+
+@pytest.mark.parametrize("reason", [5, b"bytes", "\udc80"])
+def test_a_close_reason_that_is_not_text_is_refused(reason: Any) -> None:
+    link = ready_link()
+    with pytest.raises(InvalidCommand, match="close reason"):
+        link.conn.close(4000, reason)
+    assert link.conn.state is State.READY
+
+
+def test_without_now_the_ready_deadline_is_in_the_callers_clock() -> None:
+    # An adapter passing its own clock's now (trio's) to receive()/handle_timer()
+    # but none to identify() must not get a deadline from the core's clock.
+    conn = DiscordConnection("wss://gateway.discord.gg", clock=lambda: 1e6, rng=random.Random(0))
+    link = Link(conn)
+    link.hello(HOUR_MS)
+    link.client(conn.identify(token="t0ken", intents=513))
+    link.now = 10.0
+    link.server({"op": 11})
+    assert conn.next_deadline() == 40.0
+    out = conn.handle_timer(40.0)
+    assert close_frame(b"".join(out)) == (4000, "no READY in time")
+
+
+def test_without_now_handle_timer_also_anchors_the_resume_deadline() -> None:
+    conn = DiscordConnection("wss://g", session_id="abc", sequence=5, clock=lambda: 1e6)
+    link = Link(conn)
+    link.hello(HOUR_MS)
+    link.client(conn.resume("t0ken"))
+    assert conn.handle_timer(5.0) == []
+    assert conn.next_deadline() == 65.0

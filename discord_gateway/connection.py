@@ -341,7 +341,6 @@ class DiscordConnection:
         "_codec",
         "_command_queue",
         "_command_window",
-        "_discarding",
         "_events",
         "_fatal_code",
         "_fatal_reason",
@@ -362,6 +361,7 @@ class DiscordConnection:
         "_resume_failures",
         "_resume_timeout",
         "_rng",
+        "_undecodable",
         "_upgrade_sent",
         "_url",
         "_version",
@@ -538,8 +538,9 @@ class DiscordConnection:
         # receive() or handle_timer() (a caller passing its own clock's ``now``
         # there must not get a deadline from ours).
         self._answer_timeout: float | None = None
-        # The rest of a WebSocket message whose first part was refused is skipped.
-        self._discarding = False
+        # Set once the codec failed on this WebSocket: nothing more of its data
+        # messages is decoded or kept (we are closing; a resume replays them).
+        self._undecodable = False
         self._hello_at: float | None = None
         self.heartbeat_interval: float | None = None
         self._next_heartbeat: float | None = None
@@ -1305,25 +1306,22 @@ class DiscordConnection:
             except Exception as exc:
                 raise self._broken_websocket(exc) from exc
             if isinstance(event, TextMessage):
-                if self._discarding:
-                    # The rest of a message already refused: nothing of it is kept.
-                    self._discarding = not event.message_finished
+                if self._undecodable:
                     continue
                 try:
                     payload = codec.text(event.data, event.message_finished)
                 except RemoteProtocolError:
-                    self._discarding = not event.message_finished
+                    self._stop_decoding()
                     raise
             elif isinstance(event, BytesMessage):
-                if self._discarding:
-                    self._discarding = not event.message_finished
+                if self._undecodable:
                     continue
                 # zlib, zstd and our ETF decoder take wsproto's bytearray as is:
                 # no copy per message.
                 try:
                     payload = codec.binary(event.data, event.message_finished)
                 except RemoteProtocolError:
-                    self._discarding = not event.message_finished
+                    self._stop_decoding()
                     raise
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
@@ -1359,6 +1357,15 @@ class DiscordConnection:
                 self._on_dispatch(payload)
             else:
                 self._on_control(payload, out, now)
+
+    def _stop_decoding(self) -> None:
+        """The codec failed (garbage, or a message over the cap): the connection is
+        closing, so decode nothing more from this WebSocket and keep nothing of
+        it - neither the rest of that message nor later ones (a 1 GiB frame, or a
+        flood of them, would otherwise pile up while we wait for the close).
+        Control frames (close, ping) are still read."""
+        self._undecodable = True
+        self._codec.reset()
 
     def _on_close(self, event: CloseConnection) -> None:
         ws_state = self._ws.state

@@ -774,3 +774,53 @@ def test_without_now_handle_timer_also_anchors_the_resume_deadline() -> None:
     link.client(conn.resume("t0ken"))
     assert conn.handle_timer(5.0) == []
     assert conn.next_deadline() == 65.0
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked server frame (RFC 6455 5.2), for a peer that has already closed."""
+    size = len(payload)
+    if size < 126:
+        return bytes([0x80 | opcode, size]) + payload
+    if size < 1 << 16:
+        return bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big") + payload
+    return bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big") + payload
+
+
+@pytest.mark.parametrize("compress", [None, "zlib-stream"])
+def test_after_the_codec_fails_nothing_more_is_decoded_or_kept(
+    compress: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Separate oversized messages after the first refusal used to be appended to
+    # the codec's stale buffer, one after the other, without bound.
+    link = ready_link(max_payload_size=4096, compress=compress)
+    link.server({"op": 7, "d": None})
+    assert link.conn.state is State.CLOSING
+    big = server_frame(0x1, b"a" * 64 * 1024) + server_frame(0x2, b"b" * 64 * 1024)
+    late = server_frame(0x1, b'{"op": 0, "s": 9, "t": "X", "d": {}}')
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING, "discord_gateway"):
+            link.conn.receive(big, now=0.0)
+            base = tracemalloc.get_traced_memory()[0]
+            for _ in range(100):
+                link.conn.receive(big + late, now=0.0)
+            grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert grown < 1024 * 1024, grown
+    assert len([r for r in caplog.records if "while closing" in r.getMessage()]) == 1
+    assert not seqs(link)[1:]  # nothing decoded after the failure (READY came before)
+    finish_close(link)
+    assert link.conn.state is State.RECONNECTING
+    assert link.conn.sequence == 1  # the resume replays what was skipped
+
+
+def test_a_payload_error_that_is_not_the_codecs_keeps_decoding_while_closing() -> None:
+    # A READY answering our IDENTIFY may still arrive after our close frame.
+    link = hello_link()
+    link.identify()
+    link.server({"op": 7, "d": None})
+    assert link.conn.receive(server_frame(0x1, b"[1, 2]"), now=0.0) == []  # not an object
+    ready = b'{"op": 0, "s": 1, "t": "READY", "d": {"session_id": "abc"}}'
+    assert link.conn.receive(server_frame(0x1, ready), now=0.0) == []
+    assert link.conn.session_id == "abc"

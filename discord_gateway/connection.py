@@ -115,6 +115,8 @@ MAX_HEARTBEAT_INTERVAL_MS = 3_600_000
 #: Spec 6: sequence numbers are non-negative 64-bit signed integers; anything
 #: else is refused before it is stored (every heartbeat and RESUME carries it).
 MAX_SEQUENCE = 2**63 - 1
+#: Longest session_id accepted from READY (Discord's are 32 characters).
+MAX_SESSION_ID = 512
 #: Out-of-order dispatches are logged at the first and then every this many.
 OUT_OF_ORDER_LOG_EVERY = 1000
 #: The upgrade request's User-Agent, as Discord asks of bots.
@@ -1445,8 +1447,13 @@ class DiscordConnection:
         data = payload.get("d")
         state = self._lifecycle.state
         if name == "READY":
-            if type(data) is not dict or not isinstance(data.get("session_id"), str):
-                raise RemoteProtocolError("READY without a session_id")
+            if type(data) is not dict:
+                data = {}
+            session_id = data.get("session_id")
+            if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
+                # It goes back in every RESUME: one that cannot (over 4096 bytes
+                # with the token) would make resume() fail on every attempt.
+                raise RemoteProtocolError(f"READY without a valid session_id: {_brief(session_id)}")
             # After our close frame went out, the READY answering our IDENTIFY may
             # still arrive: its session is real (and resumable unless we closed
             # with 1000/1001), so keep it, without a lifecycle move.
@@ -1468,7 +1475,7 @@ class DiscordConnection:
             self._awaiting = None
             self._answer_deadline = None
             self._answer_timeout = None
-            self.session_id = data["session_id"]
+            self.session_id = session_id
             if seq is not None:
                 # A new session's numbering starts at READY's s, whatever came
                 # before it on this WebSocket (spec 22).
@@ -1476,7 +1483,7 @@ class DiscordConnection:
             self.resume_gateway_url = resume_url  # spec 22
             self._attempts = 0
             self._resume_failures = 0
-            self._events.append(Ready(name, seq, data, payload, data["session_id"], resume_url))
+            self._events.append(Ready(name, seq, data, payload, session_id, resume_url))
             return
         late = state is State.CLOSING and self._awaiting == name
         if state is State.READY:

@@ -824,3 +824,14 @@ def test_a_payload_error_that_is_not_the_codecs_keeps_decoding_while_closing() -
     ready = b'{"op": 0, "s": 1, "t": "READY", "d": {"session_id": "abc"}}'
     assert link.conn.receive(server_frame(0x1, ready), now=0.0) == []
     assert link.conn.session_id == "abc"
+
+
+@pytest.mark.parametrize("session_id", ["", "x" * 513, 5, None])
+def test_a_session_id_that_no_resume_could_carry_is_refused(session_id: object) -> None:
+    # It goes back in every RESUME: 5000 characters would make every resume fail.
+    link = hello_link()
+    link.identify()
+    frame = link.peer.send({"op": 0, "s": 1, "t": "READY", "d": {"session_id": session_id}})
+    with pytest.raises(RemoteProtocolError, match="session_id"):
+        link.conn.receive(frame, now=0.0)
+    assert link.conn.session_id is None

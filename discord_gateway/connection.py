@@ -350,6 +350,7 @@ class DiscordConnection:
         "_hello_at",
         "_hello_deadline",
         "_hello_timeout",
+        "_ignored_while_closing",
         "_invalid_session_wait",
         "_last_heartbeat_sent",
         "_latencies",
@@ -363,7 +364,6 @@ class DiscordConnection:
         "_resume_failures",
         "_resume_timeout",
         "_rng",
-        "_undecodable",
         "_upgrade_sent",
         "_url",
         "_version",
@@ -540,9 +540,8 @@ class DiscordConnection:
         # receive() or handle_timer() (a caller passing its own clock's ``now``
         # there must not get a deadline from ours).
         self._answer_timeout: float | None = None
-        # Set once the codec failed on this WebSocket: nothing more of its data
-        # messages is decoded or kept (we are closing; a resume replays them).
-        self._undecodable = False
+        # Invalid payloads read while closing: the first is logged as a warning.
+        self._ignored_while_closing = 0
         self._hello_at: float | None = None
         self.heartbeat_interval: float | None = None
         self._next_heartbeat: float | None = None
@@ -1273,8 +1272,11 @@ class DiscordConnection:
             except RemoteProtocolError as exc:
                 state = self._lifecycle.state
                 if state is State.CLOSING:
-                    # Already closing: log it and keep reading towards the close frame.
-                    self._log.warning("ignoring an invalid payload while closing: %s", exc)
+                    # Already closing: log it and keep reading towards the close
+                    # frame (a late READY still counts). A flood is logged once.
+                    self._ignored_while_closing += 1
+                    level = logging.WARNING if self._ignored_while_closing == 1 else logging.DEBUG
+                    self._log.log(level, "ignoring an invalid payload while closing: %s", exc)
                     continue
                 if state in OPEN_STATES:
                     out.append(
@@ -1308,23 +1310,14 @@ class DiscordConnection:
             except Exception as exc:
                 raise self._broken_websocket(exc) from exc
             if isinstance(event, TextMessage):
-                if self._undecodable:
-                    continue
-                try:
-                    payload = codec.text(event.data, event.message_finished)
-                except RemoteProtocolError:
-                    self._stop_decoding()
-                    raise
+                # A message the codec refused (over the cap, corrupt) is dropped
+                # whole: it keeps none of it and discards its later chunks
+                # unread, so nothing piles up while we read towards the close.
+                payload = codec.text(event.data, event.message_finished)
             elif isinstance(event, BytesMessage):
-                if self._undecodable:
-                    continue
                 # zlib, zstd and our ETF decoder take wsproto's bytearray as is:
                 # no copy per message.
-                try:
-                    payload = codec.binary(event.data, event.message_finished)
-                except RemoteProtocolError:
-                    self._stop_decoding()
-                    raise
+                payload = codec.binary(event.data, event.message_finished)
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
             elif isinstance(event, Ping):
@@ -1359,15 +1352,6 @@ class DiscordConnection:
                 self._on_dispatch(payload)
             else:
                 self._on_control(payload, out, now)
-
-    def _stop_decoding(self) -> None:
-        """The codec failed (garbage, or a message over the cap): the connection is
-        closing, so decode nothing more from this WebSocket and keep nothing of
-        it - neither the rest of that message nor later ones (a 1 GiB frame, or a
-        flood of them, would otherwise pile up while we wait for the close).
-        Control frames (close, ping) are still read."""
-        self._undecodable = True
-        self._codec.reset()
 
     def _on_close(self, event: CloseConnection) -> None:
         ws_state = self._ws.state

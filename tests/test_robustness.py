@@ -787,7 +787,7 @@ def server_frame(opcode: int, payload: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("compress", [None, "zlib-stream"])
-def test_after_the_codec_fails_nothing_more_is_decoded_or_kept(
+def test_refused_messages_while_closing_neither_pile_up_nor_flood_the_log(
     compress: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Separate oversized messages after the first refusal used to be appended to
@@ -809,10 +809,10 @@ def test_after_the_codec_fails_nothing_more_is_decoded_or_kept(
         tracemalloc.stop()
     assert grown < 1024 * 1024, grown
     assert len([r for r in caplog.records if "while closing" in r.getMessage()]) == 1
-    assert not seqs(link)[1:]  # nothing decoded after the failure (READY came before)
+    # Later text messages are still read (a late READY counts).
+    assert len(seqs(link)[1:]) == 100
     finish_close(link)
     assert link.conn.state is State.RECONNECTING
-    assert link.conn.sequence == 1  # the resume replays what was skipped
 
 
 def test_a_payload_error_that_is_not_the_codecs_keeps_decoding_while_closing() -> None:

@@ -1307,7 +1307,8 @@ class DiscordConnection:
                 event = next(events)
             except StopIteration:
                 return
-            except Exception as exc:
+            except Exception as exc:  # pragma: no cover - wsproto 1.2-1.3 turn every
+                # framing error into a CloseConnection event; this guards later versions.
                 raise self._broken_websocket(exc) from exc
             if isinstance(event, TextMessage):
                 # A message the codec refused (over the cap, corrupt) is dropped

@@ -835,3 +835,54 @@ def test_a_session_id_that_no_resume_could_carry_is_refused(session_id: object) 
     with pytest.raises(RemoteProtocolError, match="session_id"):
         link.conn.receive(frame, now=0.0)
     assert link.conn.session_id is None
+
+
+def test_messages_about_hostile_values_never_fail_to_format() -> None:
+    from discord_gateway.connection import _brief
+
+    assert _brief(10**5000) == "<int>"  # repr() itself raises past 4300 digits
+    assert _brief("x" * 500, 10) == "'xxxxxx..."  # 10 characters in all
+
+
+class BrokenUniform(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        raise ZeroDivisionError("a bug")
+
+
+def test_an_internal_error_while_closing_ends_the_websocket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    link = Link(DiscordConnection("wss://gateway.discord.gg", rng=BrokenUniform(0)))
+    link.hello()
+    link.identify()
+    link.ready()
+    link.conn.close(4000)
+    with caplog.at_level(logging.ERROR, "discord_gateway"):
+        frame = server_frame(0x1, b'{"op": 9, "d": false}')
+        with pytest.raises(InternalError) as info:
+            link.conn.receive(frame, now=0.0)
+    assert info.value.data == b""  # our close frame is already out
+    assert link.conn.state is State.RECONNECTING
+
+
+def test_dispatches_and_ready_without_s_leave_the_sequence_alone() -> None:
+    link = hello_link()
+    link.identify()
+    link.dispatch(4, "GUILD_CREATE")
+    link.server({"op": 0, "t": "READY", "d": {"session_id": "abc"}})
+    assert link.conn.state is State.READY and link.conn.sequence == 4
+    link.server({"op": 0, "t": "X", "d": {}})
+    assert link.conn.sequence == 4
+    assert seqs(link) == [("GUILD_CREATE", 4), ("READY", None), ("X", None)]
+
+
+@pytest.mark.parametrize(("s", "counted"), [(1, 1), (2, 0), (None, 0)])
+def test_a_resumed_while_ready_is_a_dispatch_judged_like_any_other(
+    s: int | None, counted: int
+) -> None:
+    link = ready_link()
+    link.events()
+    link.server({"op": 0, "s": s, "t": "RESUMED", "d": {}})
+    assert seqs(link) == [("RESUMED", s)]
+    assert link.conn.out_of_order_dispatches == counted
+    assert link.conn.sequence == (1 if s is None else s)

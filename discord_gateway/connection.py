@@ -703,6 +703,8 @@ class DiscordConnection:
     def handle_timer(self, now: float | None = None) -> list[bytes]:
         """Do what is due at ``now``: a heartbeat, queued commands, or closing a zombie.
 
+        Also closes (resumably, 4000 "no READY in time" / "no RESUMED in time")
+        when ``ready_timeout`` / ``resume_timeout`` passed without an answer.
         Raises :class:`CloseDiscordConnection` (code 1006) when the gateway failed
         to send HELLO or to answer our close frame in time: drop the socket and
         reconnect.

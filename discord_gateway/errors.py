@@ -178,7 +178,7 @@ _FATAL_ERRORS: dict[int, type[GatewayClosed]] = {
 
 
 class ConnectionFailed(GatewayClosed):
-    """An adapter gave up: every recent attempt failed the same way before READY.
+    """An adapter gave up: the last attempts to connect all failed before READY.
 
     Raised by the adapters when ``max_failed_attempts`` connections in a row
     ended with a protocol failure before the session started (the gateway

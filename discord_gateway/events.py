@@ -131,8 +131,9 @@ class Disconnected(Event):
 
     Handed to you by every adapter for every lost connection, and logged at
     WARNING, so a shard never loops silently. ``code`` and ``reason`` are the
-    close frame's (``code`` is None when there was none, e.g. the connection
-    was refused or reset; ``reason`` then says what happened). ``resumable``:
+    close frame's; ``code`` is 1006 when the transport was lost without one and
+    None when no connection could be opened (refused, unreachable, timed out),
+    and ``reason`` then says what happened. ``resumable``:
     the session survives and the next connection RESUMEs (no events are
     lost); otherwise it IDENTIFYs anew. ``delay``: seconds before the next
     attempt. ``attempt``: how many attempts in a row have now failed without

@@ -385,3 +385,20 @@ def test_identify_waits_for_the_gate_when_asked() -> None:
     assert wire.client_ops() == [2]
     identify = wire.peer.received[0]
     assert json.dumps(identify["d"]["token"]) == '"t0ken"'
+
+
+def test_hello_and_op7_in_one_read_greet_on_the_next_connection_not_this_one() -> None:
+    # A fast gateway (or a slow reader) puts HELLO and op 7 in one read: the
+    # core is closing before the driver sees HELLO. Greeting then would be
+    # refused by the core (and killed the shard); the next connection greets.
+    driver = new_driver()
+    wire = Wire(driver)
+    wire.send(HELLO, {"op": 7, "d": None})
+    # Only our close frame went out, and the peer's answer ended the socket.
+    assert wire.client_ops() == [("close", 4000)]
+    assert not wire.alive
+    (lost,) = driver.connection_lost()
+    assert isinstance(lost, Disconnected)
+    second = Wire(driver)
+    second.send(HELLO)
+    assert second.client_ops() == [2]  # IDENTIFY

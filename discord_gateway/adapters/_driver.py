@@ -295,7 +295,12 @@ class Driver:
         identify_due = False
         for event in conn.events():
             if isinstance(event, Hello):
-                if self._gate_identify and not conn.should_resume:
+                if conn.state is not State.HELLO:
+                    # The read that carried HELLO also carried op 7, op 9, a close
+                    # frame or garbage: the core is already closing, and greeting
+                    # now would be refused. The next connection greets instead.
+                    pass
+                elif self._gate_identify and not conn.should_resume:
                     identify_due = True
                 else:
                     out.append(self.options.greeting(conn, now))

@@ -273,3 +273,41 @@ def test_docs_example_reconnect_and_resume_over_tcp() -> None:
             assert [e.seq for e in seen] == list(range(1, 8))
 
     run(main())
+
+
+def test_wait_for_rechecks_a_predicate_over_the_clients_side() -> None:
+    """A predicate that turns true after the server's last action is still seen.
+
+    Only server activity woke ``wait_for()``: a predicate over what the bot had
+    seen, checked just before the bot read the server's last message, was never
+    checked again (every time on Python 3.12+, whose ``asyncio.wait_for`` runs the
+    waiting coroutine in the caller's task).
+    """
+
+    async def main() -> None:
+        async with serve(config()) as gateway:
+            seen: list[int] = []
+            asyncio.get_running_loop().call_later(0.05, seen.append, 1)
+            await gateway.wait_for(lambda: bool(seen), timeout=2.0)
+
+    run(main())
+
+
+def test_close_with_live_connections_logs_no_asyncio_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing the gateway ends its connections' loops without cancelling them
+    (a cancelled handler makes asyncio 3.11/3.12.1 log a CancelledError)."""
+
+    async def main() -> None:
+        async with serve(config()) as gateway:
+            client = Client(gateway)
+            await client.open()
+            await client.until(lambda: any(isinstance(e, Hello) for e in client.events))
+        await client.until(lambda: False)
+        assert client.closed is not None and client.closed.code == 1006
+        assert gateway.connections[0].state.value == "closed"
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        run(main())
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from .faults import ConnectionFaults, Fault
+from .profiles import Deviations, deviations_profile
 from .server import ConnectionState, GatewayServer, ServerConfig, SessionStore
 
 __all__ = ("LocalGateway", "TLSContexts", "serve", "tls_contexts")
@@ -59,6 +60,8 @@ class LocalGateway:
     ``connections`` every :class:`GatewayServer` so far, in order.
     ``faults`` says how connection ``n`` (1-based) misbehaves: a sequence
     (connection n gets item n-1; later connections behave) or a function.
+    ``deviations`` is how the whole server departs from Discord: a
+    :class:`~.profiles.Deviations` or the name of a preset in ``PROFILES``.
     """
 
     def __init__(
@@ -70,8 +73,11 @@ class LocalGateway:
         ssl_context: ssl.SSLContext | None = None,
         seed: int | str = 0,
         faults: FaultsFor | None = None,
+        deviations: Deviations | str | None = None,
     ) -> None:
-        self.store = SessionStore(config, seed=seed)
+        if isinstance(deviations, str):
+            deviations = deviations_profile(deviations)
+        self.store = SessionStore(config, seed=seed, deviations=deviations)
         self.store.on_output = self._wake
         self.host = host
         self.port = port
@@ -277,8 +283,20 @@ def serve(
     ssl_context: ssl.SSLContext | None = None,
     seed: int | str = 0,
     faults: FaultsFor | None = None,
+    deviations: Deviations | str | None = None,
 ) -> LocalGateway:
-    """A local gateway; start it with ``async with serve() as gateway:`` (or ``await .start()``)."""
+    """A local gateway; start it with ``async with serve() as gateway:`` (or ``await .start()``).
+
+    ``deviations``: a :class:`~.profiles.Deviations` or a preset's name
+    (``"seq-from-zero"``, ...; see ``PROFILES``) to behave like a server that is
+    not quite Discord.
+    """
     return LocalGateway(
-        config, host=host, port=port, ssl_context=ssl_context, seed=seed, faults=faults
+        config,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        seed=seed,
+        faults=faults,
+        deviations=deviations,
     )

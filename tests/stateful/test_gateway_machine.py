@@ -44,13 +44,13 @@ from hypothesis.stateful import (
     rule,
 )
 
-from discord_gateway import connection as _connection
 from discord_gateway import (
     CloseDiscordConnection,
     DiscordConnection,
     LocalProtocolError,
     RemoteProtocolError,
 )
+from discord_gateway import connection as _connection
 from discord_gateway.events import (
     CommandsDropped,
     Dispatch,

@@ -68,7 +68,7 @@ MISUSE: dict[str, tuple[Callable[[], object], type[GatewayError], str]] = {
     "timeouts": (
         lambda: conn(close_timeout=0),
         ConfigurationError,
-        "hello_timeout and close_timeout must be positive",
+        "close_timeout must be a number of seconds above 0 and at most 86400 (a day), not 0",
     ),
     "receive before connect": (
         lambda: conn().receive(b"x"),
@@ -219,7 +219,7 @@ def test_a_bad_resume_gateway_url_is_named_when_used() -> None:
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
-        ('{"op": 0, "s": 3, "t": "READY", "d": {}}', "READY without a session_id"),
+        ('{"op": 0, "s": 3, "t": "READY", "d": {}}', "READY without a valid session_id: None"),
         ('{"op": 0, "s": 3, "t": "RESUMED", "d": {}}', "RESUMED in state 'identifying'"),
     ],
 )

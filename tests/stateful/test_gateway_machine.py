@@ -120,14 +120,11 @@ if os.environ.get("STATEFUL_PROFILE"):
 # RESUME that is refused (op 9), a second reconnect delay, IDENTIFY, READY, with
 # every timeout of the way spent once (HELLO, RESUMED, READY, the close handshake).
 _WAIT = _connection.BACKOFF_CAP + _connection.INVALID_SESSION_WAIT[1]
-# READY_TIMEOUT/RESUME_TIMEOUT: the core's (the agreed defaults until it has them).
-_READY_TIMEOUT = getattr(_connection, "READY_TIMEOUT", 30.0)
-_RESUME_TIMEOUT = getattr(_connection, "RESUME_TIMEOUT", 60.0)
 LIVENESS_BOUND = (
     2 * _WAIT
     + _connection.HELLO_TIMEOUT
-    + _RESUME_TIMEOUT
-    + _READY_TIMEOUT
+    + _connection.RESUME_TIMEOUT
+    + _connection.READY_TIMEOUT
     + _connection.CLOSE_TIMEOUT
 )
 #: A cooperative world needs at most two connections per disturbance (a refused
@@ -329,10 +326,10 @@ class GatewayMachine(RuleBasedStateMachine):
             # The driver follows should_resume; the model says whether that is right.
             assert self.client.should_resume == model.resumable
             if model.resumable:
-                data = self.client.resume(TOKEN)
+                data = self.client.resume(TOKEN, now=self.now)
                 model.state = State.RESUMING
             else:
-                data = self.client.identify(token=TOKEN, intents=513)
+                data = self.client.identify(token=TOKEN, intents=513, now=self.now)
                 model.state = State.IDENTIFYING
             self.emit(link, [data], origin="hello")
 
@@ -578,15 +575,16 @@ class GatewayMachine(RuleBasedStateMachine):
     def settle(self, *, caught_up: bool) -> None:
         """Run a cooperative world (faults cleared, prompt network and driver)
         until the client is READY (and, with ``caught_up``, has every dispatch
-        the server logged), or CLOSED. The liveness bound holds all along."""
+        the server logged), or closed for good. The liveness bound holds all along."""
         for link in self.links:
             link.server.faults = ConnectionFaults()
         for _ in range(3000):  # settling may take many backoff rounds
             self.flush()
-            self.reconnect_when_told()
+            if self.ended_not_fatally() and self.reconnect_at is None:
+                self.schedule_reconnect()  # the user's own close too: start afresh
             self.check_liveness()
             model = self.model
-            if model.state is State.CLOSED:
+            if model.state is State.CLOSED and model.fatal is not None:
                 return
             if model.state is State.READY and (
                 not caught_up or (model.session is not None and model.last_seq == model.session.seq)
@@ -689,12 +687,19 @@ class GatewayMachine(RuleBasedStateMachine):
         self.model.connection_ended(link, code)
         self.link = None
 
-    @precondition(lambda self: self.model.state is State.RECONNECTING and self.reconnect_at is None)
+    @precondition(lambda self: self.ended_not_fatally() and self.reconnect_at is None)
     @rule()
     def client_reconnect(self) -> None:
-        """Reconnect as told, after the delay ``reconnect()`` asks for."""
-        assert self.client.should_reconnect()
+        """Reconnect as told, after the delay ``reconnect()`` asks for (also after
+        the user's own close, which ends the connection: that starts afresh)."""
+        assert self.client.should_reconnect() is (self.model.state is State.RECONNECTING)
         self.schedule_reconnect()
+
+    def ended_not_fatally(self) -> bool:
+        model = self.model
+        return model.state is State.RECONNECTING or (
+            model.state is State.CLOSED and model.fatal is None
+        )
 
     def schedule_reconnect(self) -> None:
         model = self.model
@@ -836,8 +841,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     @invariant()
     def state_is_the_tables(self) -> None:
         assert self.lifecycle.state is self.expected
-        # CLOSED is terminal: no trigger leads out of it (spec 31).
-        assert not any(src is State.CLOSED for src, _ in _table())
+        # Only reconnect() leads out of CLOSED (after the user's close; the
+        # connection refuses it after a fatal code, spec 31).
+        assert all(t is Trigger.RECONNECT for src, t in _table() if src is State.CLOSED)
 
 
 LifecycleMachine.TestCase.settings = settings(

@@ -886,3 +886,43 @@ def test_a_resumed_while_ready_is_a_dispatch_judged_like_any_other(
     assert seqs(link) == [("RESUMED", s)]
     assert link.conn.out_of_order_dispatches == counted
     assert link.conn.sequence == (1 if s is None else s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    before=st.lists(st.integers(0, 5), max_size=4),
+    ready_s=st.integers(0, 5),
+    after=st.lists(st.integers(0, 8), max_size=8),
+)
+def test_identifying_never_wedges_whatever_the_numbering(
+    before: list[int], ready_s: int, after: list[int]
+) -> None:
+    # Invariant: READY always makes the connection ready; outside a replay every
+    # dispatch is delivered once and the sequence is the last s received.
+    link = hello_link()
+    link.identify()
+    for s in before:
+        link.dispatch(s, "GUILD_CREATE")
+    link.ready(seq=ready_s)
+    assert link.conn.state is State.READY
+    for s in after:
+        link.dispatch(s)
+    assert [s for _, s in seqs(link)] == [*before, ready_s, *after]
+    assert link.conn.sequence == (after[-1] if after else ready_s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(last=st.integers(0, 5), replay=st.lists(st.integers(0, 10), max_size=8))
+def test_a_replay_delivers_only_what_is_new_in_order(last: int, replay: list[int]) -> None:
+    # Invariant: during a resume nothing at or below what was delivered comes twice.
+    link = resuming_link(seq=last)
+    for s in replay:
+        link.dispatch(s)
+    link.server({"op": 0, "s": None, "t": "RESUMED", "d": {}})
+    delivered = [s for name, s in seqs(link) if name != "RESUMED"]
+    expected: list[int] = []
+    for s in replay:
+        if s > max([last, *expected]):
+            expected.append(s)
+    assert delivered == expected
+    assert link.conn.state is State.READY

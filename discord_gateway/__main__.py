@@ -46,6 +46,16 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse privileged intents with 4014, like an app without them enabled",
     )
     parser.add_argument("--seed", default="0", help="seed for session ids and fault randomness")
+    from .testing.profiles import PROFILES
+
+    parser.add_argument(
+        "--profile",
+        action="append",
+        choices=sorted(PROFILES),
+        metavar="NAME",
+        help="behave like a server that deviates from Discord (repeatable: the deviations "
+        f"add up); one of: {', '.join(sorted(PROFILES))}",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="don't log connections")
 
 
@@ -53,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from .testing import DEFAULT_TOKEN, ServerConfig, serve, tls_contexts
+    from .testing import DEFAULT_TOKEN, ServerConfig, deviations_profile, serve, tls_contexts
 
     if not args.quiet:
         logging.basicConfig(
@@ -65,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
         session_ttl=args.session_ttl,
         allowed_intents=0 if args.no_privileged_intents else ServerConfig().allowed_intents,
     )
+    deviations = deviations_profile(args.profile or [])
     ssl_context = None
     ca_file = None
     if args.tls:
@@ -82,7 +93,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         gateway = serve(
-            config, host=args.host, port=args.port, ssl_context=ssl_context, seed=args.seed
+            config,
+            host=args.host,
+            port=args.port,
+            ssl_context=ssl_context,
+            seed=args.seed,
+            deviations=deviations,
         )
         async with gateway:
             http = "https" if args.tls else "http"
@@ -96,6 +112,8 @@ def _serve(args: argparse.Namespace) -> int:
             ]
             if ca_file:
                 lines.append(f"  CA:      {ca_file} (trust it for wss://)")
+            if deviations.names:
+                lines.append(f"  deviates from Discord: {', '.join(deviations.names)}")
             lines.append("Serving until Ctrl-C.")
             print("\n".join(lines), flush=True)
             await gateway.serve_forever()

@@ -38,6 +38,8 @@ class FakeClient:
         query: str = "v=10&encoding=json",
         encoding: str = "json",
         compress: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        decode: bool = True,
         **server_kwargs: Any,
     ) -> None:
         self.server = GatewayServer(store, now=now, **server_kwargs)
@@ -50,9 +52,12 @@ class FakeClient:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.binary_messages = 0
+        self.decode = decode  # False: only record ``messages`` (no Codec)
+        self.messages: list[str | bytes] = []  # the last frame of every message, raw
         self.unfinished_frames = 0  # frames that did not end their message
         self.now = now
-        self.server.receive_data(self.ws.send(Request(host="127.0.0.1", target="/?" + query)), now)
+        request = Request(host="127.0.0.1", target="/?" + query, extra_headers=headers or [])
+        self.server.receive_data(self.ws.send(request), now)
         self.pump()
 
     # -- driving -------------------------------------------------------------
@@ -73,6 +78,11 @@ class FakeClient:
                 elif isinstance(event, (TextMessage, BytesMessage)):
                     if not event.message_finished:
                         self.unfinished_frames += 1
+                    else:
+                        data = event.data
+                        self.messages.append(data if isinstance(data, str) else bytes(data))
+                    if not self.decode:
+                        continue
                     if isinstance(event, TextMessage):
                         self._got(self.codec.text(event.data, event.message_finished))
                     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -648,3 +649,172 @@ def test_payloads_in_flight_after_our_close_frame_are_ignored() -> None:
     identify = json_dumps({"op": 2, "d": IDENTIFY}).decode()
     client.server.receive_data(client.ws.send(TextMessage(data=identify)), 0.0)
     assert client.server.session is None and s.sessions == {}
+
+
+# -- deviant-server profiles (discord_gateway.testing.profiles) -------------------------------
+
+
+def deviant(*names: str, **config: Any) -> SessionStore:
+    from discord_gateway.testing import deviations_profile
+
+    config = {"heartbeat_interval": 10.0, "heartbeat_grace": 2.0, "guild_ids": (), **config}
+    return SessionStore(ServerConfig(**config), deviations=deviations_profile(names))
+
+
+def resume_after(s: SessionStore, first: FakeClient, seq: int | None) -> FakeClient:
+    first.drop()
+    second = FakeClient(s, now=1.0)
+    second.resume(first.ready()["session_id"], seq)
+    return second
+
+
+def test_profiles_name_one_preset_per_deviation_and_combine() -> None:
+    from discord_gateway.testing import PROFILES, Deviations, deviations_profile
+
+    flags = [f.name for f in dataclasses.fields(Deviations)]
+    assert PROFILES["discord"] == Deviations() and Deviations().names == ()
+    for flag in flags:
+        assert PROFILES[flag.replace("_", "-")].names == (flag,)
+    assert PROFILES["all"].names == tuple(flags)
+    both = deviations_profile(["seq-from-zero", "inclusive-replay"])
+    assert both.names == ("seq_from_zero", "inclusive_replay")
+    assert both == PROFILES["seq-from-zero"] | PROFILES["inclusive-replay"]
+    with pytest.raises(ValueError, match="unknown server profile 'nope'; choose from all, "):
+        deviations_profile("nope")
+    # A connection may be given its own; by default it takes the store's.
+    s = deviant("seq-from-zero")
+    assert FakeClient(s).server.deviations == PROFILES["seq-from-zero"]
+    assert FakeClient(s, deviations=Deviations()).server.deviations == Deviations()
+
+
+def test_seq_from_zero_sends_a_dispatch_before_ready_both_numbered_0() -> None:
+    s = deviant("seq-from-zero", guild_ids=(1,))
+    client = identified(s)
+    assert client.dispatches() == [(0, "SESSIONS_REPLACE"), (0, "READY"), (1, "GUILD_CREATE")]
+    assert s.dispatch("MESSAGE_CREATE", {"n": 1}) == [2]
+    client.pump()
+    second = resume_after(s, client, 0)  # the client only had READY: everything after it
+    assert second.dispatches() == [(1, "GUILD_CREATE"), (2, "MESSAGE_CREATE"), (3, "RESUMED")]
+
+
+def test_resumed_reuses_seq_carries_the_last_seq_and_is_never_replayed() -> None:
+    s = deviant("resumed-reuses-seq")
+    first = identified(s)
+    second = resume_after(s, first, 1)  # a quick resume: nothing missed
+    assert second.dispatches() == [(1, "RESUMED")]  # the client's own last s
+    s.dispatch("MESSAGE_CREATE", {"n": 1})  # 2
+    second.pump()
+    second.drop()
+    s.dispatch("MESSAGE_CREATE", {"n": 2})  # 3, missed
+    third = FakeClient(s, now=2.0)
+    third.resume(first.ready()["session_id"], 1)
+    # The replay holds no RESUMED; this one is numbered like the last event.
+    assert third.dispatches() == [(2, "MESSAGE_CREATE"), (3, "MESSAGE_CREATE"), (3, "RESUMED")]
+    assert [p["t"] for p in s.sessions[first.ready()["session_id"]].log] == ["READY"] + [
+        "MESSAGE_CREATE"
+    ] * 2
+
+
+def test_refuse_resume_answers_every_resume_with_op9_false_and_stays_open() -> None:
+    s = deviant("refuse-resume")
+    first = identified(s)
+    session_id = first.ready()["session_id"]
+    second = resume_after(s, first, 1)  # a perfectly good resume
+    assert second.payloads[-1] == {"op": INVALID_SESSION, "d": False, "s": None, "t": None}
+    assert second.close_code is None and second.server.state is ConnectionState.AWAITING_IDENTIFY
+    assert session_id not in s.sessions  # the session is gone
+    second.identify()  # the same connection takes IDENTIFY
+    assert second.dispatches()[-1] == (1, "READY")
+
+
+def test_zstd_frame_per_message_makes_each_message_a_whole_frame() -> None:
+    import zstandard
+
+    query = "v=10&encoding=json&compress=zstd-stream"
+    for name, whole_frames in (("zstd-frame-per-message", True), ("discord", False)):
+        client = FakeClient(deviant(name), query=query, decode=False)
+        client.identify()
+        client.op(HEARTBEAT, 1)
+        assert len(client.messages) == 3  # HELLO, READY, ACK
+        messages = [raw for raw in client.messages if isinstance(raw, bytes)]
+        starts = [raw.startswith(b"\x28\xb5\x2f\xfd") for raw in messages]  # a frame header
+        if whole_frames:  # a fresh one-shot decoder reads each message alone
+            assert starts == [True] * 3
+            ops = [json.loads(zstandard.ZstdDecompressor().decompress(m))["op"] for m in messages]
+        else:  # spec 35: one frame for the connection, flushed per message
+            assert starts == [True, False, False]
+            stream = zstandard.ZstdDecompressor().decompressobj()
+            ops = [json.loads(stream.decompress(m))["op"] for m in messages]
+        assert ops == [HELLO, DISPATCH, ACK]
+
+
+@pytest.mark.parametrize("op", [2, 6])
+def test_bad_token_closes_4000_instead_of_4004(op: int) -> None:
+    for name, code in (("bad-token-closes-4000", 4000), ("discord", 4004)):
+        client = FakeClient(deviant(name))
+        if op == 2:
+            client.identify(token="wrong")
+        else:
+            client.op(6, {"token": "wrong", "session_id": "x", "seq": 1})
+        assert (client.close_code, client.close_reason) == (code, "Authentication failed.")
+
+
+def test_require_user_agent_closes_4002_right_after_the_upgrade() -> None:
+    s = deviant("require-user-agent")
+    bare = FakeClient(s)
+    assert bare.accepted and bare.payloads == []  # no HELLO
+    assert (bare.close_code, bare.close_reason) == (4002, "A User-Agent header is required.")
+    agent = "DiscordBot (https://pypi.org/project/discord-gateway/, 1.0)"
+    polite = FakeClient(s, headers=[("User-Agent", agent)])
+    assert polite.ops() == [HELLO] and polite.close_code is None
+    assert polite.server.headers["user-agent"] == agent
+    assert FakeClient(deviant("discord")).ops() == [HELLO]  # Discord does not insist
+
+
+def test_bare_control_payloads_omit_s_and_t_but_dispatches_keep_them() -> None:
+    from discord_gateway.testing import SendHeartbeatRequest, SendReconnect
+
+    client = FakeClient(deviant("bare-control-payloads"))
+    client.op(HEARTBEAT, None)
+    client.identify()
+    client.server.inject(SendHeartbeatRequest())
+    client.server.inject(SendReconnect())
+    client.pump()
+    assert [p for p in client.payloads if p["op"] != DISPATCH] == [
+        {"op": HELLO, "d": client.payloads[0]["d"]},
+        {"op": ACK, "d": None},
+        {"op": HEARTBEAT, "d": None},
+        {"op": 7, "d": None},
+    ]
+    assert set(client.payloads[2]) == {"op", "d", "s", "t"} and client.dispatches() == [
+        (1, "READY")
+    ]
+    # op 9 too
+    other = FakeClient(deviant("bare-control-payloads"))
+    other.resume("unknown", 1)
+    assert other.payloads[-1] == {"op": INVALID_SESSION, "d": False}
+
+
+def test_no_resume_gateway_url_leaves_it_out_of_ready() -> None:
+    assert "resume_gateway_url" not in identified(deviant("no-resume-gateway-url")).ready()
+    assert "resume_gateway_url" in identified(deviant("discord")).ready()
+
+
+def test_inclusive_replay_sends_the_clients_last_event_again_first() -> None:
+    s = deviant("inclusive-replay")
+    first = identified(s)
+    session_id = first.ready()["session_id"]
+    s.dispatch("MESSAGE_CREATE", {"n": 1})  # 2
+    s.dispatch("MESSAGE_CREATE", {"n": 2})  # 3
+    first.pump()
+    second = resume_after(s, first, 2)  # had 2, missed 3
+    assert second.dispatches() == [(2, "MESSAGE_CREATE"), (3, "MESSAGE_CREATE"), (4, "RESUMED")]
+    assert second.payloads[1]["d"] == {"n": 1}  # really the event it had
+    # READY and RESUMED are never sent again as the overlap.
+    second.drop()
+    third = FakeClient(s, now=2.0)
+    third.resume(session_id, 4)  # its last event was RESUMED
+    assert third.dispatches() == [(5, "RESUMED")]
+    fresh = identified(s)
+    fourth = resume_after(s, fresh, 1)  # its last event was READY
+    assert fourth.dispatches() == [(2, "RESUMED")]

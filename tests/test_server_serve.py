@@ -169,7 +169,10 @@ def test_server_times_out_a_silent_client() -> None:
 def test_cli_serve_prints_url_and_token_and_stops_on_ctrl_c() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "discord_gateway", "serve", "--port", "0", "--token", "abc"],
+        [
+            *(sys.executable, "-m", "discord_gateway", "serve", "--port", "0", "--token", "abc"),
+            *("--profile", "seq-from-zero", "--profile", "inclusive-replay"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -181,6 +184,11 @@ def test_cli_serve_prints_url_and_token_and_stops_on_ctrl_c() -> None:
         assert first.startswith("Local Discord gateway: ws://127.0.0.1:")
         url = first.split()[-1]
         assert proc.stdout.readline().split() == ["token:", "abc"]
+        banner = [proc.stdout.readline().strip() for _ in range(4)]
+        assert banner[2:] == [
+            "deviates from Discord: seq_from_zero, inclusive_replay",
+            "Serving until Ctrl-C.",
+        ]
 
         async def probe() -> None:
             gateway = serve()
@@ -222,7 +230,13 @@ def test_cli_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--help"])
     assert exit_info.value.code == 0
-    assert "--heartbeat-interval MS" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--heartbeat-interval MS" in out and "--profile NAME" in out
+    assert "seq-from-zero," in "".join(out.split())  # the presets, however wrapped
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--profile", "nope"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_docs_example_reconnect_and_resume_over_tcp() -> None:
@@ -273,3 +287,55 @@ def test_docs_example_reconnect_and_resume_over_tcp() -> None:
             assert [e.seq for e in seen] == list(range(1, 8))
 
     run(main())
+
+
+def test_wait_for_rechecks_a_predicate_over_the_clients_side() -> None:
+    """A predicate that turns true after the server's last action is still seen.
+
+    Only server activity woke ``wait_for()``: a predicate over what the bot had
+    seen, checked just before the bot read the server's last message, was never
+    checked again (every time on Python 3.12+, whose ``asyncio.wait_for`` runs the
+    waiting coroutine in the caller's task).
+    """
+
+    async def main() -> None:
+        async with serve(config()) as gateway:
+            seen: list[int] = []
+            asyncio.get_running_loop().call_later(0.05, seen.append, 1)
+            await gateway.wait_for(lambda: bool(seen), timeout=2.0)
+
+    run(main())
+
+
+def test_close_with_live_connections_logs_no_asyncio_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing the gateway ends its connections' loops without cancelling them
+    (a cancelled handler makes asyncio 3.11/3.12.1 log a CancelledError)."""
+
+    async def main() -> None:
+        async with serve(config()) as gateway:
+            client = Client(gateway)
+            await client.open()
+            await client.until(lambda: any(isinstance(e, Hello) for e in client.events))
+        await client.until(lambda: False)
+        assert client.closed is not None and client.closed.code == 1006
+        assert gateway.connections[0].state.value == "closed"
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        run(main())
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_serve_takes_a_deviant_profile_by_name() -> None:
+    async def main() -> None:
+        async with serve(config(), deviations="bare-control-payloads") as gateway:
+            assert gateway.store.deviations.names == ("bare_control_payloads",)
+            client = Client(gateway)
+            await client.open()
+            await client.until(lambda: any(isinstance(e, Hello) for e in client.events))
+            assert set(gateway.connections[0].sent[0]) == {"op", "d"}  # HELLO without s/t
+
+    run(main())
+    with pytest.raises(ValueError, match="unknown server profile"):
+        serve(deviations="nope")

@@ -4,7 +4,9 @@
 ``SessionStore``; ``serve()`` runs it on 127.0.0.1 with asyncio (plain ``ws://``
 or TLS) and also answers ``GET /api/v10/gateway`` and ``/gateway/bot``.
 Faults (op 7, op 9, closes, resets, stalls, dropped ACKs, ...) are in
-:mod:`discord_gateway.testing.faults` and re-exported here.
+:mod:`discord_gateway.testing.faults`, deviant-server profiles (the ways real
+Discord-compatible servers differ from Discord) in
+:mod:`discord_gateway.testing.profiles`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .faults import (
     Stall,
     Trigger,
 )
+from .profiles import PROFILES, Deviations, deviations_profile
 from .serve import LocalGateway, serve, tls_contexts
 from .server import (
     DEFAULT_TOKEN,
@@ -43,12 +46,14 @@ __all__ = (
     "DEFAULT_TOKEN",
     "KNOWN_INTENTS",
     "PRIVILEGED_INTENTS",
+    "PROFILES",
     "AfterDispatches",
     "AtTime",
     "Close",
     "ConnectionFaults",
     "ConnectionState",
     "CorruptCompressed",
+    "Deviations",
     "Fault",
     "GatewayServer",
     "InvalidateSession",
@@ -65,6 +70,7 @@ __all__ = (
     "SessionStore",
     "Stall",
     "Trigger",
+    "deviations_profile",
     "serve",
     "tls_contexts",
 )

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from .faults import ConnectionFaults, Fault
+from .profiles import Deviations, deviations_profile
 from .server import ConnectionState, GatewayServer, ServerConfig, SessionStore
 
 __all__ = ("LocalGateway", "TLSContexts", "serve", "tls_contexts")
@@ -59,6 +60,8 @@ class LocalGateway:
     ``connections`` every :class:`GatewayServer` so far, in order.
     ``faults`` says how connection ``n`` (1-based) misbehaves: a sequence
     (connection n gets item n-1; later connections behave) or a function.
+    ``deviations`` is how the whole server departs from Discord: a
+    :class:`~.profiles.Deviations` or the name of a preset in ``PROFILES``.
     """
 
     def __init__(
@@ -70,8 +73,11 @@ class LocalGateway:
         ssl_context: ssl.SSLContext | None = None,
         seed: int | str = 0,
         faults: FaultsFor | None = None,
+        deviations: Deviations | str | None = None,
     ) -> None:
-        self.store = SessionStore(config, seed=seed)
+        if isinstance(deviations, str):
+            deviations = deviations_profile(deviations)
+        self.store = SessionStore(config, seed=seed, deviations=deviations)
         self.store.on_output = self._wake
         self.host = host
         self.port = port
@@ -79,6 +85,7 @@ class LocalGateway:
         self._faults = faults
         self._server: asyncio.Server | None = None
         self._wakers: dict[GatewayServer, asyncio.Event] = {}
+        self._transports: dict[GatewayServer, asyncio.WriteTransport] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
 
@@ -100,11 +107,19 @@ class LocalGateway:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Drop every live connection and let its loop end by itself. Cancelling
+        # the handler tasks instead makes asyncio (3.11, 3.12 < 3.12.2) log
+        # "Exception in callback StreamReaderProtocol.connection_made" for each
+        # one: its done-callback calls task.exception() on a cancelled task.
+        for transport in list(self._transports.values()):
+            transport.abort()
+        if self._tasks:
+            _, stuck = await asyncio.wait(set(self._tasks), timeout=2.0)
+            for task in stuck:  # pragma: no cover - a loop that ignores a lost transport
+                task.cancel()
+            for task in stuck:  # pragma: no cover
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -147,15 +162,26 @@ class LocalGateway:
         """Apply ``fault`` now to a live connection (default: the newest)."""
         self.store.connections[connection].inject(fault, asyncio.get_running_loop().time())
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait until ``predicate()`` holds (checked whenever a connection does something)."""
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float = 5.0, *, poll: float = 0.01
+    ) -> None:
+        """Wait until ``predicate()`` holds; ``TimeoutError`` after ``timeout`` seconds.
+
+        The predicate is checked whenever a connection does something *and* at
+        least every ``poll`` seconds: it may read the client's side (events a bot
+        has seen), which changes after the server's last action. Waking only on
+        server activity lost that wake-up whenever the client was scheduled after
+        the check (on Python 3.12+, where ``asyncio.wait_for`` no longer runs the
+        waiting coroutine in a task of its own, every time).
+        """
         changed = self._changed
         assert changed is not None, "call start() first"
 
         async def until() -> None:
             while not predicate():
                 changed.clear()
-                await changed.wait()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), poll)
 
         await asyncio.wait_for(until(), timeout)
 
@@ -193,6 +219,7 @@ class LocalGateway:
         logger.info("connection #%d: opened from %s", server.index, peer)
         wake = asyncio.Event()
         self._wakers[server] = wake
+        self._transports[server] = writer.transport
         read_task: asyncio.Task[bytes] | None = None
         try:
             while True:
@@ -237,6 +264,7 @@ class LocalGateway:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
             self._wakers.pop(server, None)
+            self._transports.pop(server, None)
             self._tasks.discard(task)
             self._notify()
             logger.info(
@@ -255,8 +283,20 @@ def serve(
     ssl_context: ssl.SSLContext | None = None,
     seed: int | str = 0,
     faults: FaultsFor | None = None,
+    deviations: Deviations | str | None = None,
 ) -> LocalGateway:
-    """A local gateway; start it with ``async with serve() as gateway:`` (or ``await .start()``)."""
+    """A local gateway; start it with ``async with serve() as gateway:`` (or ``await .start()``).
+
+    ``deviations``: a :class:`~.profiles.Deviations` or a preset's name
+    (``"seq-from-zero"``, ...; see ``PROFILES``) to behave like a server that is
+    not quite Discord.
+    """
     return LocalGateway(
-        config, host=host, port=port, ssl_context=ssl_context, seed=seed, faults=faults
+        config,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        seed=seed,
+        faults=faults,
+        deviations=deviations,
     )

@@ -17,7 +17,8 @@ Two objects, because Discord sessions outlive connections:
 
 It enforces Discord's rules the way Discord does (checklist sections D, F, H,
 K); each check cites its spec item. Misbehaviour on purpose is in
-:mod:`.faults`.
+:mod:`.faults` (what goes wrong on one connection, when) and :mod:`.profiles`
+(how a whole server differs from Discord, the way real servers do).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 from ..codec import MAX_SEND_SIZE, ZLIB_SUFFIX, json_dumps, json_loads
 from ..opcodes import CloseCode, Opcode, close_policy
 from . import faults as _f
+from .profiles import PRE_READY_EVENT, Deviations
 
 __all__ = (
     "DEFAULT_TOKEN",
@@ -201,14 +203,23 @@ class SessionStore:
     """Every session of one local gateway, shared by its connections.
 
     ``seed`` makes session ids and each connection's randomness reproducible.
+    ``deviations`` is how every connection departs from Discord (none by default;
+    see :mod:`.profiles`).
     ``on_output(server)`` is called whenever a connection got bytes to send from
     outside its own ``receive_data``/``handle_timer`` (a pushed dispatch, a
     fault), so an I/O adapter knows to wake that connection up.
     """
 
-    def __init__(self, config: ServerConfig | None = None, *, seed: int | str = 0) -> None:
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        seed: int | str = 0,
+        deviations: Deviations | None = None,
+    ) -> None:
         self.config = config or ServerConfig()
         self.seed = seed
+        self.deviations = deviations or Deviations()
         self.sessions: dict[str, Session] = {}
         self.connections: list[GatewayServer] = []
         self.identify_count = 0
@@ -280,8 +291,9 @@ class SessionStore:
             ]
         return [self._append(session, name, data) for session in targets]
 
-    def _append(self, session: Session, name: str, data: Any) -> int:
-        session.seq += 1
+    def _append(self, session: Session, name: str, data: Any, *, reuse_seq: bool = False) -> int:
+        if not reuse_seq:  # a deviation (profiles) may give two dispatches one seq
+            session.seq += 1
         payload = {"op": Opcode.DISPATCH.value, "d": data, "s": session.seq, "t": name}
         session.log.append(payload)
         if session.connection is not None:
@@ -316,7 +328,8 @@ class GatewayServer:
     close frame either side sent first), ``closed_by`` (``"client"``,
     ``"server"`` or ``"transport"``), ``aborted`` (drop TCP now, no close
     frame), ``session``, ``state``, ``version``/``encoding``/``compress`` and
-    ``target`` (the request target).
+    ``target`` (the request target), ``headers`` (the upgrade request's).
+    ``deviations`` defaults to the store's.
     """
 
     def __init__(
@@ -325,9 +338,11 @@ class GatewayServer:
         *,
         now: float,
         faults: _f.ConnectionFaults | None = None,
+        deviations: Deviations | None = None,
     ) -> None:
         self.store = store
         self.faults = faults or _f.ConnectionFaults()
+        self.deviations = store.deviations if deviations is None else deviations
         self.index = store._register(self)
         self.rng = store.connection_rng(self.index)
         self.opened_at = now
@@ -341,6 +356,7 @@ class GatewayServer:
         self.aborted = False
         self.stalled = False
         self.target: str | None = None
+        self.headers: dict[str, str] = {}
         self.version: int | None = None
         self.encoding = "json"
         self.compress: str | None = None
@@ -556,6 +572,10 @@ class GatewayServer:
 
     def _accept(self, request: Request, now: float) -> None:
         self.target = request.target
+        self.headers = {
+            bytes(name).decode("latin-1").lower(): bytes(value).decode("latin-1")
+            for name, value in request.extra_headers
+        }
         query = parse_qs(urlsplit(request.target).query)
         encoding = query.get("encoding", ["json"])[0]
         compress = query.get("compress", [None])[0]
@@ -583,7 +603,12 @@ class GatewayServer:
         elif compress == "zstd-stream":
             import zstandard
 
-            self._compressor = zstandard.ZstdCompressor().compressobj()
+            if self.deviations.zstd_frame_per_message:
+                # Deviation: a whole frame per message (``.compress()``), not one
+                # frame for the connection flushed per message (spec 35).
+                self._compressor = zstandard.ZstdCompressor()
+            else:
+                self._compressor = zstandard.ZstdCompressor().compressobj()
         self._out.append(self._ws.send(AcceptConnection()))
         self.state = ConnectionState.AWAITING_IDENTIFY
         logger.info(
@@ -593,6 +618,9 @@ class GatewayServer:
             encoding,
             compress,
         )
+        if self.deviations.require_user_agent and not self.headers.get("user-agent"):
+            # Deviation: Discord does not insist on a User-Agent on the upgrade.
+            self._close(CloseCode.DECODE_ERROR, "A User-Agent header is required.", now)
         version_text = query.get("v", [str(self.config.default_version)])[0]
         version = int(version_text) if version_text.isdigit() else None
         if version not in self.config.versions:
@@ -707,13 +735,18 @@ class GatewayServer:
         count = self.heartbeats
         self._fire(lambda t: isinstance(t, _f.OnHeartbeat) and t.count == count, now)
 
+    def _bad_token_code(self) -> int:
+        if self.deviations.bad_token_closes_4000:
+            return CloseCode.UNKNOWN_ERROR  # deviation: Discord closes 4004
+        return CloseCode.AUTHENTICATION_FAILED
+
     def _on_identify(self, d: dict[str, Any], now: float) -> None:
         config = self.config
         token = d.get("token")
         if isinstance(token, str) and token.startswith("Bot "):
             token = token[4:]
         if not isinstance(token, str) or token not in config.tokens:
-            self._close(CloseCode.AUTHENTICATION_FAILED, "Authentication failed.", now)
+            self._close(self._bad_token_code(), "Authentication failed.", now)
         assert isinstance(token, str)
         properties = d.get("properties")
         if not isinstance(properties, dict) or not all(
@@ -746,6 +779,11 @@ class GatewayServer:
             session.session_id,
             shard,
         )
+        deviations = self.deviations
+        if deviations.seq_from_zero:
+            # Deviation: a dispatch before READY, numbered 0 like READY after it
+            # (Discord: READY opens the session's stream with s=1, spec 22).
+            self.store._append(session, PRE_READY_EVENT, [], reuse_seq=True)
         ready: dict[str, Any] = {
             "v": self.version,
             "user": dict(config.user),
@@ -761,7 +799,10 @@ class GatewayServer:
         }
         if shard is not None:
             ready["shard"] = list(shard)  # spec 22: only if sent when identifying
-        self.store._append(session, "READY", ready)  # READY is seq 1
+        if deviations.no_resume_gateway_url:
+            del ready["resume_gateway_url"]  # deviation (spec 22, 59: added in 2022)
+        # READY is seq 1 (seq 0 after the dispatch before it, with seq_from_zero).
+        self.store._append(session, "READY", ready, reuse_seq=deviations.seq_from_zero)
         if config.send_guild_creates:
             for guild_id in self._guilds(shard):
                 self.store._append(session, "GUILD_CREATE", self._guild(guild_id))
@@ -808,7 +849,7 @@ class GatewayServer:
         if isinstance(token, str) and token.startswith("Bot "):
             token = token[4:]
         if not isinstance(token, str) or token not in self.config.tokens:
-            self._close(CloseCode.AUTHENTICATION_FAILED, "Authentication failed.", now)
+            self._close(self._bad_token_code(), "Authentication failed.", now)
         if not isinstance(session_id, str) or not (seq is None or _is_int(seq)):
             self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
         assert isinstance(session_id, str)
@@ -816,7 +857,8 @@ class GatewayServer:
         seq = seq or 0
         first_kept = session.log[0]["s"] if session is not None and session.log else seq + 1
         if (
-            session is None
+            self.deviations.refuse_resume  # deviation: no resuming at all
+            or session is None
             or not session.valid
             or session.token != token
             or not first_kept - 1 <= seq <= session.seq
@@ -840,10 +882,23 @@ class GatewayServer:
             seq,
             session.seq - seq,
         )
-        for payload in list(session.log):  # spec 24: replay in order, then RESUMED
-            if payload["s"] > seq:
-                self._send_dispatch(payload)
-        self.store._append(session, "RESUMED", {"_trace": ['["gateway-local",{"micros":0}]']})
+        replay = [payload for payload in session.log if payload["s"] > seq]
+        if self.deviations.inclusive_replay:
+            # Deviation: the client's own last event comes again first (a client
+            # must drop the overlap, spec 24); READY and RESUMED are never replayed so.
+            had = [payload for payload in session.log if payload["s"] == seq][-1:]
+            replay = [p for p in had if p["t"] not in ("READY", "RESUMED")] + replay
+        for payload in replay:  # spec 24: replay in order, then RESUMED
+            self._send_dispatch(payload)
+        resumed = {"_trace": ['["gateway-local",{"micros":0}]']}
+        if self.deviations.resumed_reuses_seq:
+            # Deviation: RESUMED numbered like the last event (not logged: it has
+            # no seq of its own, so it is never replayed).
+            self._send_dispatch(
+                {"op": Opcode.DISPATCH.value, "d": resumed, "s": session.seq, "t": "RESUMED"}
+            )
+        else:
+            self.store._append(session, "RESUMED", resumed)
 
     def _attach(self, session: Session) -> None:
         session.connection = self
@@ -976,6 +1031,10 @@ class GatewayServer:
     def _send(self, payload: dict[str, Any]) -> None:
         if self.stalled or self.state in (ConnectionState.CLOSING, ConnectionState.CLOSED):
             return
+        if self.deviations.bare_control_payloads and payload["op"] != Opcode.DISPATCH:
+            # Deviation: Discord sends "s": null, "t": null (spec 5); clients must
+            # accept frames that omit keys (spec 7).
+            payload = {"op": payload["op"], "d": payload["d"]}
         self.sent.append(payload)
         if self.encoding == "etf":
             from .. import _etf
@@ -992,7 +1051,8 @@ class GatewayServer:
             import zstandard
 
             data = self._compressor.compress(raw)
-            data += self._compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            if not self.deviations.zstd_frame_per_message:
+                data += self._compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
             self._write(BytesMessage(data=data))
         elif self.payload_compression and len(raw) >= self.config.payload_compression_threshold:
             self._write(BytesMessage(data=zlib.compress(raw)))

@@ -30,7 +30,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 from discord_gateway import _etf
 from discord_gateway.fsm import State
 from discord_gateway.opcodes import close_policy
-from discord_gateway.testing import GatewayServer, ServerConfig, Session, SessionStore
+from discord_gateway.testing import Deviations, GatewayServer, ServerConfig, Session, SessionStore
 
 INTERVAL = 10.0  # seconds; the server's heartbeat_interval
 MAIN_URL = "ws://gateway.local/"
@@ -139,6 +139,8 @@ class Link:
     client_saw_eof: bool = False
     hello: bool = False
     identifies: int = 0
+    pre_ready: int = 0  # dispatches delivered before READY (a seq_from_zero server)
+    got_ready: bool = False
     resumes: int = 0
     got_resumed: bool = False
     client_close: int | None = None  # the code of the close frame the client started
@@ -163,8 +165,13 @@ class Link:
 
 @dataclass
 class Model:
-    """What must be true of the client, from the checklist."""
+    """What must be true of the client, from the checklist.
 
+    ``deviations`` is how the server departs from Discord (the run's profile):
+    the model accounts for it (READY's seq, RESUMED's seq, the replay's overlap).
+    """
+
+    deviations: Deviations = field(default_factory=Deviations)
     state: State = State.CONNECTING
     session_id: str | None = None
     session: Session | None = None  # the server's record of it
@@ -178,6 +185,23 @@ class Model:
     @property
     def resumable(self) -> bool:
         return self.session_id is not None and self.last_seq is not None
+
+    @property
+    def ready_seq(self) -> int:
+        """READY's ``s``: 1 (spec 22), 0 from a server that numbers from 0."""
+        return 0 if self.deviations.seq_from_zero else 1
+
+    def logged(self, seq: int) -> dict[str, Any]:
+        """The server's record of dispatch ``seq`` of the live session.
+
+        Counted from the end: after READY the log's seqs rise one by one (before
+        it, a seq_from_zero server logs two dispatches with s=0).
+        """
+        assert self.session is not None
+        log = self.session.log
+        payload = log[len(log) - 1 - (log[-1]["s"] - seq)]
+        assert payload["s"] == seq, (payload, seq)
+        return payload
 
     def drop_session(self) -> None:
         self.session_id = None

@@ -1,13 +1,25 @@
 """Model-based tests: ``DiscordConnection`` against the local gateway, in memory, in virtual time.
 
-``GatewayMachine`` is a hypothesis ``RuleBasedStateMachine``. Its rules deliver
-bytes in any split, advance virtual time, make the server misbehave (op 1, op 7,
-op 9, closes with any code, TCP resets, stalls, dropped or late ACKs) and make
-the client act (commands, closing by choice, reconnecting after the delay
-``reconnect()`` asks for, or giving up on a socket). After every step the
-invariants below (each names the checklist item it guards) are checked against
-the reference model in ``harness.Model``; at teardown the world is settled and
-the live session must have received every dispatch the server logged for it.
+``GatewayMachine`` is a hypothesis ``RuleBasedStateMachine``. Each run draws a
+deviant-server profile (``discord_gateway.testing.profiles``: none, one, or a
+random mix: READY numbered 0 after a dispatch before it, RESUMED reusing the
+last seq, inclusive replays, refused resumes, ...), which the reference model
+accounts for. Its rules deliver bytes in any split, advance virtual time, make
+the server misbehave (op 1, op 7, op 9, closes with any code, TCP resets,
+stalls, dropped or late ACKs) and make the client act (commands, closing by
+choice, reconnecting after the delay ``reconnect()`` asks for, or giving up on
+a socket). After every step the invariants below (each names the checklist
+item it guards) are checked against the reference model in ``harness.Model``;
+at teardown the world is settled and the live session must have received every
+dispatch the server logged for it.
+
+Liveness: while the world is cooperative (no injected fault, ACK trouble or
+stall on the current connection, no bytes held back while time passes, the
+driver reconnecting when told), the client must reach READY (or end, CLOSED)
+within ``LIVENESS_BOUND`` virtual seconds, and open at most
+``MAX_CONNECTIONS_PER_MINUTE`` connections in any virtual minute. Settling (at
+teardown, and for a warm start) is such a world, so a client that wedges (in
+``identifying`` forever, say) or loops fails there at the latest.
 
 ``LifecycleMachine`` fires random triggers at the lifecycle alone and checks it
 against ``transition_table()`` (h2's "every (state, input) pair" property).
@@ -15,7 +27,9 @@ against ``transition_table()`` (h2's "every (state, input) pair" property).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import random
 from dataclasses import replace
 
@@ -36,6 +50,7 @@ from discord_gateway import (
     LocalProtocolError,
     RemoteProtocolError,
 )
+from discord_gateway import connection as _connection
 from discord_gateway.events import (
     CommandsDropped,
     Dispatch,
@@ -50,9 +65,11 @@ from discord_gateway.fsm import Lifecycle, State, Trigger
 from discord_gateway.fsm.states import HEARTBEAT_STATES, OPEN_STATES, SENDING_STATES
 from discord_gateway.fsm.states import transition_table as _table
 from discord_gateway.testing import (
+    PROFILES,
     Close,
     ConnectionFaults,
     ConnectionState,
+    Deviations,
     GatewayServer,
     InvalidateSession,
     ResetConnection,
@@ -83,6 +100,37 @@ SERVER_CLOSE_CODES = [1000, 1001, 3000, *range(4000, 4015), 4015, 4999]
 CLIENT_CLOSE_CODES = [1000, 1001, 4000, 4900, 3000, 4004, 4009]
 PRESENCE = {"since": None, "activities": [], "status": "online", "afk": False}
 SPLITS = st.one_of(st.integers(1, 64), st.just(1 << 30))  # 1 byte .. all of it
+PRE_READY_EVENT = "SESSIONS_REPLACE"  # what a seq_from_zero server sends before READY
+
+#: The run's server: like Discord, one deviation, or any mix of them.
+#: ``STATEFUL_PROFILE=name[,name...]`` pins it (to check one profile at a time).
+DEVIATIONS = st.one_of(
+    st.just(Deviations()),
+    st.sampled_from([p for name, p in sorted(PROFILES.items()) if name not in ("discord", "all")]),
+    st.builds(Deviations, **{f.name: st.booleans() for f in dataclasses.fields(Deviations)}),
+)
+if os.environ.get("STATEFUL_PROFILE"):
+    from discord_gateway.testing import deviations_profile
+
+    DEVIATIONS = st.just(deviations_profile(os.environ["STATEFUL_PROFILE"].split(",")))
+
+# -- liveness ---------------------------------------------------------------------------
+# The longest a cooperative world may take to bring the client from any state to
+# READY: a reconnect delay (the backoff cap plus op 9's 1-5 s wait), HELLO, a
+# RESUME that is refused (op 9), a second reconnect delay, IDENTIFY, READY, with
+# every timeout of the way spent once (HELLO, RESUMED, READY, the close handshake).
+_WAIT = _connection.BACKOFF_CAP + _connection.INVALID_SESSION_WAIT[1]
+LIVENESS_BOUND = (
+    2 * _WAIT
+    + _connection.HELLO_TIMEOUT
+    + _connection.RESUME_TIMEOUT
+    + _connection.READY_TIMEOUT
+    + _connection.CLOSE_TIMEOUT
+)
+#: A cooperative world needs at most two connections per disturbance (a refused
+#: resume, then IDENTIFY); a reconnect loop (the 4002 loop of a server that wants
+#: a User-Agent) opens five or more in its first minute, backoff or not.
+MAX_CONNECTIONS_PER_MINUTE = 4
 
 
 class GatewayMachine(RuleBasedStateMachine):
@@ -101,6 +149,10 @@ class GatewayMachine(RuleBasedStateMachine):
         # model has heard of that close: checked once it has.
         self.dropped_at_close: bool | None = None
         self.client: DiscordConnection
+        # Liveness: when the current cooperative, not-READY stretch began, and
+        # when each connection of the current cooperative stretch was opened.
+        self.waiting_since: float | None = None
+        self.opened: list[float] = []
 
     # -- wiring -----------------------------------------------------------------------
 
@@ -112,9 +164,14 @@ class GatewayMachine(RuleBasedStateMachine):
         # Most runs start from READY so the steps go to the session's life; the
         # rest start cold, to race the handshake itself.
         warm=st.sampled_from([True, True, True, False]),
+        deviations=DEVIATIONS,
     )
-    def start(self, transport: tuple[str, str | None], seed: int, warm: bool) -> None:
+    def start(
+        self, transport: tuple[str, str | None], seed: int, warm: bool, deviations: Deviations
+    ) -> None:
         encoding, compress = transport
+        self.store.deviations = deviations
+        self.model.deviations = deviations
         self.client = DiscordConnection(
             MAIN_URL,
             encoding=encoding,
@@ -125,8 +182,7 @@ class GatewayMachine(RuleBasedStateMachine):
         )
         self.open_link()
         if warm:
-            self.flush()
-            assert self.model.state is State.READY
+            self.settle(caught_up=False)
 
     @rule()
     def deliver_everything(self) -> None:
@@ -150,6 +206,7 @@ class GatewayMachine(RuleBasedStateMachine):
         )
         self.links.append(link)
         self.link = link
+        self.opened.append(self.now)
         self.reconnect_at = None
         self.emit(link, [self.client.connect(now=self.now)], origin="connect")
 
@@ -285,22 +342,53 @@ class GatewayMachine(RuleBasedStateMachine):
         elif isinstance(event, Ready):
             # A READY read after our close frame still counts (it names a real session).
             assert model.state in (State.IDENTIFYING, State.CLOSING) and link.identifies == 1
-            assert event.seq == 1  # spec 22: READY opens the session's stream
+            assert not link.got_ready
+            # spec 22: READY opens the session's stream (s=1; 0 from a server that
+            # numbers from 0, after the dispatch it sent before READY).
+            assert event.seq == model.ready_seq, (event.seq, model.ready_seq)
+            assert link.pre_ready == (1 if model.deviations.seq_from_zero else 0)
+            link.got_ready = True
             model.session_id = event.session_id
             model.session = self.store.created[event.session_id]
-            model.last_seq = 1
-            self.seen_seqs.append(1)
+            model.last_seq = event.seq
+            self.seen_seqs.append(event.seq)
             model.resume_url = event.resume_gateway_url
+            assert (model.resume_url is None) == model.deviations.no_resume_gateway_url
             model.resume_failures = 0
-            model.delivered[event.session_id] = [1]
+            model.delivered[event.session_id] = [event.seq]
             if model.state is State.IDENTIFYING:
                 model.state = State.READY
+        elif isinstance(event, Dispatch) and link.identifies == 1 and not link.got_ready:
+            # A dispatch before READY on an identifying connection (a server that
+            # numbers from 0 sends one): delivered, once, and its s is remembered
+            # like any other (spec 6).
+            assert model.deviations.seq_from_zero and link.pre_ready == 0, event
+            assert (event.name, event.seq) == (PRE_READY_EVENT, 0), event
+            link.pre_ready += 1
+            model.last_seq = event.seq
+            self.seen_seqs.append(event.seq)
+        elif (
+            isinstance(event, Resumed)
+            and model.deviations.resumed_reuses_seq
+            and model.state in (State.RESUMING, State.CLOSING)
+        ):
+            # A RESUMED numbered like the last event still ends the resume
+            # (never a duplicate to drop); the seq stays where it is.
+            assert model.session is not None and model.last_seq is not None, event
+            assert event.seq == model.last_seq, (event.seq, model.last_seq)
+            assert link.resumes == 1 and not link.got_resumed
+            link.got_resumed = True
+            model.resume_failures = 0
+            if model.state is State.RESUMING:
+                model.state = State.READY
         elif isinstance(event, Dispatch):
-            # spec 6, 24: every dispatch of the session exactly once, in order.
+            # spec 6, 24: every dispatch of the session exactly once, in order
+            # (an inclusive replay's overlap, the event the client already had,
+            # must be dropped).
             assert model.session is not None and model.last_seq is not None, event
             assert event.seq == model.last_seq + 1, (event.seq, model.last_seq)
-            logged = model.session.log[event.seq - model.session.log[0]["s"]]
-            assert logged["s"] == event.seq and logged["t"] == event.name
+            logged = model.logged(event.seq)
+            assert logged["t"] == event.name
             assert logged["d"] == event.data or event.name == "RESUMED"
             model.last_seq = event.seq
             self.seen_seqs.append(event.seq)
@@ -418,11 +506,20 @@ class GatewayMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.floats(0.0, 2.5 * INTERVAL), flush=st.booleans())
     def advance_time(self, seconds: float, flush: bool) -> None:
-        """Let virtual time pass; every deadline on the way is honoured in order."""
+        """Let virtual time pass; every deadline on the way is honoured in order.
+
+        With ``flush`` the network delivers at once and the driver reconnects
+        when told: a cooperative world, held to the liveness bound all along.
+        Without, bytes may wait while time passes: anything may time out.
+        """
+        if not flush:
+            self.disturb()
         target = self.now + seconds
         for _ in range(1000):
             if flush:
                 self.flush()
+                self.reconnect_when_told()
+                self.check_liveness()
             due = min(self.deadlines(), default=math.inf)
             if due > target:
                 self.now = target
@@ -430,6 +527,74 @@ class GatewayMachine(RuleBasedStateMachine):
             self.now = max(self.now, due)
             self.run_timers()
         raise AssertionError("timers never stop firing")
+
+    # -- liveness -------------------------------------------------------------------------
+
+    def reconnect_when_told(self) -> None:
+        if self.model.state is State.RECONNECTING and self.reconnect_at is None:
+            self.schedule_reconnect()
+
+    def cooperative(self) -> bool:
+        """Nothing in the world itself stands in the way of reaching READY now."""
+        if self.model.state is State.RECONNECTING and self.reconnect_at is None:
+            return False  # the driver has not reconnected yet
+        link = self.link
+        if link is not None:
+            server = link.server
+            faults = server.faults
+            if server.stalled or faults.drop_heartbeat_acks or faults.heartbeat_ack_delay:
+                return False
+        return True
+
+    def disturb(self) -> None:
+        """A step that is not cooperative: the liveness clocks start again after it."""
+        self.waiting_since = None
+        self.opened.clear()
+
+    def check_liveness(self) -> None:
+        # With a cooperative server the client reaches READY (or ends) within a
+        # bound, and does not loop through connections (the wedge in
+        # `identifying` of a READY dropped as a duplicate; the 4002 loop).
+        recent = [t for t in self.opened if t > self.now - 60.0]
+        assert len(recent) <= MAX_CONNECTIONS_PER_MINUTE, (
+            f"liveness: {len(recent)} connections within a virtual minute of a cooperative "
+            f"server (now {self.model.state.value}, {len(self.links)} connections in all)"
+        )
+        if self.model.state in (State.READY, State.CLOSED) or not self.cooperative():
+            self.waiting_since = None
+            return
+        if self.waiting_since is None:
+            self.waiting_since = self.now
+        waited = self.now - self.waiting_since
+        assert waited <= LIVENESS_BOUND, (
+            f"liveness: no READY after {waited:.0f} s of a cooperative server "
+            f"(> {LIVENESS_BOUND:.0f} s; stuck in {self.model.state.value}, "
+            f"{len(self.links)} connections in all)"
+        )
+
+    def settle(self, *, caught_up: bool) -> None:
+        """Run a cooperative world (faults cleared, prompt network and driver)
+        until the client is READY (and, with ``caught_up``, has every dispatch
+        the server logged), or closed for good. The liveness bound holds all along."""
+        for link in self.links:
+            link.server.faults = ConnectionFaults()
+        for _ in range(3000):  # settling may take many backoff rounds
+            self.flush()
+            if self.ended_not_fatally() and self.reconnect_at is None:
+                self.schedule_reconnect()  # the user's own close too: start afresh
+            self.check_liveness()
+            model = self.model
+            if model.state is State.CLOSED and model.fatal is not None:
+                return
+            if model.state is State.READY and (
+                not caught_up or (model.session is not None and model.last_seq == model.session.seq)
+            ):
+                return
+            due = min(self.deadlines(), default=math.inf)
+            assert due < math.inf, f"stuck in {model.state}"
+            self.now = max(self.now, due)
+            self.run_timers()
+        raise AssertionError(f"did not settle: {self.model.state} after {len(self.links)} links")
 
     # -- rules: the server ------------------------------------------------------------------
 
@@ -472,6 +637,7 @@ class GatewayMachine(RuleBasedStateMachine):
     def server_fault(self, fault: object) -> None:
         link = self.link
         assert link is not None
+        self.disturb()
         if isinstance(fault, Close):
             link.injected_closes.add(fault.code)
         link.server.inject(fault, self.now)  # type: ignore[arg-type]
@@ -484,6 +650,7 @@ class GatewayMachine(RuleBasedStateMachine):
         assert self.link is not None
         server = self.link.server
         server.faults = replace(server.faults, drop_heartbeat_acks=drop, heartbeat_ack_delay=delay)
+        self.disturb()
 
     # -- rules: the client --------------------------------------------------------------------
 
@@ -507,6 +674,7 @@ class GatewayMachine(RuleBasedStateMachine):
         link = self.link
         assert link is not None
         link.requested_close = code
+        self.disturb()
         data = self.client.close(code, now=self.now)
         if data:
             self.emit(link, [data], origin="close")
@@ -552,6 +720,7 @@ class GatewayMachine(RuleBasedStateMachine):
         """The caller gives up on a socket (an error, a timeout) and reconnects."""
         link = self.link
         assert link is not None
+        self.disturb()
         link.client_gone = True
         link.down.clear()
         self.link = None
@@ -573,8 +742,13 @@ class GatewayMachine(RuleBasedStateMachine):
     def sequence_never_goes_backwards(self) -> None:
         # spec 6: within a session the client's seq is the last one delivered.
         assert self.client.sequence == self.model.last_seq
+        first = self.model.ready_seq
         for seqs in self.model.delivered.values():
-            assert seqs == list(range(1, len(seqs) + 1))
+            assert seqs == list(range(first, first + len(seqs)))
+
+    @invariant()
+    def reaches_ready_with_a_cooperative_server(self) -> None:
+        self.check_liveness()
 
     @invariant()
     def fatal_codes_stop_everything(self) -> None:
@@ -622,31 +796,13 @@ class GatewayMachine(RuleBasedStateMachine):
         note_event(f"fatal: {self.model.fatal is not None}")
         delivered = sum(map(len, self.model.delivered.values()))
         note_event(f"dispatches delivered: {min(delivered // 5 * 5, 30)}+")
-        for link in self.links:
-            link.server.faults = ConnectionFaults()
-        for _ in range(3000):  # settling may take many backoff rounds
-            self.flush()
-            if self.model.state is State.CLOSED and self.model.fatal is not None:
-                return
-            if self.ended_not_fatally() and self.reconnect_at is None:
-                self.schedule_reconnect()
-                continue
-            session = self.model.session
-            if (
-                self.model.state is State.READY
-                and session is not None
-                and self.model.last_seq == session.seq
-            ):
-                break
-            due = min(self.deadlines(), default=math.inf)
-            assert due < math.inf, f"stuck in {self.model.state}"
-            self.now = max(self.now, due)
-            self.run_timers()
+        note_event(f"server deviations: {len(self.model.deviations.names)}")
         # Settling must reach READY: a run that cannot is a livelock (the 1,505
-        # connection loop of test_a_replayed_resumed_does_not_livelock_the_session).
-        assert self.model.state is State.READY, (
-            f"did not settle: {self.model.state} after {len(self.links)} connections"
-        )
+        # connection loop of test_a_replayed_resumed_does_not_livelock_the_session)
+        # or a wedge (READY dropped as a duplicate): the liveness bound says which.
+        self.settle(caught_up=True)
+        if self.model.state is State.CLOSED:
+            return
         self.state_matches_the_model()
         session = self.model.session
         assert session is not None

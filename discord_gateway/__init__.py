@@ -19,6 +19,7 @@ from .errors import (
     DisallowedIntents,
     GatewayClosed,
     GatewayError,
+    InternalError,
     InvalidApiVersion,
     InvalidCommand,
     InvalidIntents,
@@ -67,6 +68,7 @@ __all__ = (
     "HeartbeatAck",
     "HeartbeatRequest",
     "Hello",
+    "InternalError",
     "InvalidCommand",
     "InvalidSession",
     "LocalProtocolError",
@@ -82,6 +84,6 @@ __all__ = (
     "should_reconnect",
 )
 
-__version__ = "1.0.0.dev0"
+from ._version import __version__ as __version__
 
 logging.getLogger("discord_gateway").addHandler(logging.NullHandler())

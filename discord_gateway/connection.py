@@ -21,7 +21,9 @@ heartbeat, or the close of a zombie connection). The 0.4.0-style manual
 from __future__ import annotations
 
 import logging
+import math
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -40,16 +42,17 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
-from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 from . import commands
+from ._version import __version__
 from .codec import DEFAULT_MAX_PAYLOAD_SIZE, MAX_SEND_SIZE, Codec
 from .errors import (
     CloseDiscordConnection,
     CommandQueueFull,
     ConfigurationError,
     ConnectionRejected,
+    GatewayError,
+    InternalError,
     InvalidCommand,
     LocalProtocolError,
     RejectedConnectionData,
@@ -80,7 +83,7 @@ from .opcodes import (
 )
 from .ratelimit import CommandRateLimiter
 
-__all__ = ("DEFAULT_API_VERSION", "DiscordConnection")
+__all__ = ("DEFAULT_API_VERSION", "READY_TIMEOUT", "RESUME_TIMEOUT", "DiscordConnection")
 
 DEFAULT_API_VERSION = 10
 #: API versions Discord still serves (spec 3: 10 and 9 available, 6-8 deprecated).
@@ -97,9 +100,61 @@ MAX_RESUME_ATTEMPTS = 3
 CLOSE_TIMEOUT = 5.0
 #: How long after connect() the upgrade and HELLO may take before we give up.
 HELLO_TIMEOUT = 20.0
+#: How long after IDENTIFY READY may take before we close (resumably) and reconnect.
+READY_TIMEOUT = 30.0
+#: How long after RESUME the replay and RESUMED may take; overdue counts as a failed resume.
+RESUME_TIMEOUT = 60.0
+#: No timeout may exceed a day: deadlines must stay within what selectors,
+#: asyncio and trio can wait for, and a longer one is a mistake (ms for s).
+MAX_TIMEOUT = 86_400.0
+#: HELLO's heartbeat_interval, in milliseconds, must lie in this range (Discord
+#: sends about 41250). Outside it the gateway is broken or hostile: an interval
+#: of 1e300 ms would hand adapters a deadline no selector can wait for.
+MIN_HEARTBEAT_INTERVAL_MS = 1
+MAX_HEARTBEAT_INTERVAL_MS = 3_600_000
+#: Spec 6: sequence numbers are non-negative 64-bit signed integers; anything
+#: else is refused before it is stored (every heartbeat and RESUME carries it).
+MAX_SEQUENCE = 2**63 - 1
+#: Out-of-order dispatches are logged at the first and then every this many.
+OUT_OF_ORDER_LOG_EVERY = 1000
+#: The upgrade request's User-Agent, as Discord asks of bots.
+USER_AGENT = f"DiscordBot (https://pypi.org/project/discord-gateway/, {__version__})"
+#: How much of a rejected upgrade's HTTP body is kept for RejectedConnectionData.
+MAX_REJECTED_BODY = 64 * 1024
+#: Longest gateway URL accepted (Discord's are under 60 characters).
+MAX_URL_LENGTH = 1024
+
+#: Hosts whose resume_gateway_url must stay on the same domain (see _resume_url_problem).
+_DISCORD_DOMAIN = "discord.gg"
+#: Headers the WebSocket upgrade sets itself.
+_UPGRADE_HEADERS = frozenset(
+    {
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+    }
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 
 _DEFAULT_PORTS = {"wss": 443, "ws": 80}
 _LOG = logging.getLogger("discord_gateway")
+
+
+def _brief(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about hostile data.
+
+    Never raises: ``repr`` of an int of over 4300 digits does (``ValueError``).
+    """
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_gateway_url(uri: str, what: str = "uri") -> SplitResult:
@@ -107,6 +162,15 @@ def _parse_gateway_url(uri: str, what: str = "uri") -> SplitResult:
     if not isinstance(uri, str) or not uri:
         raise ConfigurationError(
             f"{what} must be a non-empty string such as 'wss://gateway.discord.gg'"
+        )
+    if len(uri) > MAX_URL_LENGTH:
+        raise ConfigurationError(
+            f"{what} is {len(uri)} characters long; a gateway URL has at most {MAX_URL_LENGTH}"
+        )
+    if not (uri.isascii() and uri.isprintable()) or any(c.isspace() for c in uri):
+        raise ConfigurationError(
+            f"{what} {_brief(uri)} contains spaces, control or non-ASCII characters; "
+            "percent-encode them or fix the URL"
         )
     text = uri if "://" in uri else f"wss://{uri}"
     try:
@@ -118,8 +182,115 @@ def _parse_gateway_url(uri: str, what: str = "uri") -> SplitResult:
         raise ConfigurationError(f"{what} {uri!r} must use wss:// (or ws:// for a local gateway)")
     if not parts.hostname:
         raise ConfigurationError(f"cannot find a host name in {what} {uri!r}")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:
+        raise ConfigurationError(f"{what} {uri!r} has an invalid host name: {exc}") from exc
     del port
     return parts
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can go out as UTF-8 (lone surrogates cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _on_discord_domain(host: str) -> bool:
+    return host == _DISCORD_DOMAIN or host.endswith("." + _DISCORD_DOMAIN)
+
+
+def _resume_url_problem(url: object, original: SplitResult) -> str | None:
+    """Why READY's ``resume_gateway_url`` must not be followed, or None if it may.
+
+    The policy (the token goes out in the RESUME sent there):
+
+    * it is a gateway URL we could connect to: a ``str`` of at most
+      ``MAX_URL_LENGTH`` printable ASCII characters without spaces, ``wss://``
+      or ``ws://``, with a host name;
+    * no credentials (``user:password@``) in it;
+    * never a downgrade: from a ``wss://`` gateway only ``wss://`` is followed
+      (``ws://`` only from a ``ws://`` one, e.g. a local gateway);
+    * when the original host is ``discord.gg`` or one of its subdomains, the
+      resume host must be too; any other original host (a local gateway, a
+      proxy, a compatible server) may send its clients to any host.
+    """
+    if not isinstance(url, str):
+        return f"it is not a string: {_brief(url, 40)}"
+    try:
+        parts = _parse_gateway_url(url, "resume_gateway_url")
+    except ConfigurationError as exc:
+        return str(exc)
+    if "@" in parts.netloc:
+        return f"it carries credentials ({_brief(url, 40)} has a user name or password)"
+    if original.scheme == "wss" and parts.scheme != "wss":
+        return f"{_brief(url, 60)} would move a wss:// session to unencrypted ws://"
+    assert original.hostname is not None and parts.hostname is not None
+    if _on_discord_domain(original.hostname) and not _on_discord_domain(parts.hostname):
+        return f"{_brief(url, 60)} leaves {_DISCORD_DOMAIN}, where the session started"
+    return None
+
+
+def _timeout(name: str, value: object) -> float:
+    if type(value) not in (int, float) or not 0 < value <= MAX_TIMEOUT:  # type: ignore[operator]
+        raise ConfigurationError(
+            f"{name} must be a number of seconds above 0 and at most {MAX_TIMEOUT:.0f} "
+            f"(a day), not {_brief(value, 40)}"
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def _upgrade_headers(headers: object) -> list[tuple[bytes, bytes]]:
+    """The ``headers=`` option as wsproto's extra headers, User-Agent included."""
+    if headers is None:
+        pairs: list[object] = []
+    elif isinstance(headers, Mapping):
+        pairs = list(headers.items())
+    elif isinstance(headers, str | bytes) or not isinstance(headers, Iterable):
+        raise ConfigurationError(
+            "headers must be a mapping {name: value} or an iterable of (name, value) pairs, "
+            f"not {type(headers).__name__}"
+        )
+    else:
+        pairs = list(headers)
+    out: list[tuple[bytes, bytes]] = []
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ConfigurationError(
+                f"each header must be a (name, value) pair of strings, not {_brief(pair, 60)}"
+            )
+        name, value = pair
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"header name {_brief(name, 60)} is not a valid HTTP header name "
+                "(letters, digits and !#$%&'*+-.^_`|~ only)"
+            )
+        if name.lower() in _UPGRADE_HEADERS:
+            raise ConfigurationError(
+                f"header {name!r} is set by the WebSocket upgrade itself; leave it out"
+            )
+        if (
+            not isinstance(value, str)
+            or not _HEADER_VALUE.fullmatch(value)
+            or value != value.strip(" \t")
+        ):
+            raise ConfigurationError(
+                f"the value of header {name!r} must be a string without line breaks, "
+                f"control characters or surrounding spaces, not {_brief(value, 60)}"
+            )
+        try:
+            out.append((name.encode("ascii"), value.encode("latin-1")))
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError(
+                f"the value of header {name!r} must be Latin-1 text (HTTP/1.1 headers "
+                f"cannot carry other characters): {_brief(value, 60)}"
+            ) from exc
+    if not any(name.lower() == b"user-agent" for name, _ in out):
+        out.insert(0, (b"User-Agent", USER_AGENT.encode("ascii")))
+    return out
 
 
 class DiscordConnection:
@@ -134,6 +305,9 @@ class DiscordConnection:
             in IDENTIFY by default (0.4.0 semantics); ``None``/``False`` for none.
         version: gateway API version; default 10, or the URL's ``v`` if it has one.
         session_id, sequence, resume_gateway_url: a session to resume.
+            ``resume_gateway_url`` follows the same policy as READY's (see
+            ``_resume_url_problem``: no downgrade to ``ws://``, no credentials,
+            and from a ``discord.gg`` URL only to ``discord.gg`` hosts).
         dispatch_handled: also yield the events the connection handles itself
             (``HeartbeatAck``, ``HeartbeatRequest``, ``Reconnect``, ``InvalidSession``).
         max_payload_size: cap on one received message after decompression.
@@ -142,6 +316,13 @@ class DiscordConnection:
         max_queued_commands: how many commands may wait for the send limit.
         hello_timeout: seconds from ``connect()`` to HELLO before the attempt is abandoned.
         close_timeout: seconds to wait for the gateway to answer our close frame.
+        ready_timeout: seconds from IDENTIFY to READY before the connection is
+            closed (resumably, 4000) and should be reconnected.
+        resume_timeout: seconds from RESUME to RESUMED, likewise; it counts as a
+            failed resume.
+        headers: extra HTTP headers for the upgrade request, a mapping or
+            ``(name, value)`` pairs. ``User-Agent`` defaults to
+            ``DiscordBot (https://pypi.org/project/discord-gateway/, <version>)``.
         rng: randomness for heartbeat and backoff jitter (inject a seeded one in tests).
         clock: the monotonic clock read when a method is given no ``now``.
         logger: where to log; default ``logging.getLogger("discord_gateway")``.
@@ -149,6 +330,8 @@ class DiscordConnection:
 
     __slots__ = (
         "_ack_pending",
+        "_answer_deadline",
+        "_answer_timeout",
         "_attempts",
         "_awaiting",
         "_clock",
@@ -158,8 +341,12 @@ class DiscordConnection:
         "_codec",
         "_command_queue",
         "_command_window",
+        "_discarding",
         "_events",
         "_fatal_code",
+        "_fatal_reason",
+        "_headers",
+        "_hello_at",
         "_hello_deadline",
         "_hello_timeout",
         "_invalid_session_wait",
@@ -169,9 +356,11 @@ class DiscordConnection:
         "_log",
         "_max_queued_commands",
         "_next_heartbeat",
+        "_ready_timeout",
         "_rejected_body",
         "_resume_attempt",
         "_resume_failures",
+        "_resume_timeout",
         "_rng",
         "_upgrade_sent",
         "_url",
@@ -180,6 +369,7 @@ class DiscordConnection:
         "dispatch_handled",
         "encoding",
         "heartbeat_interval",
+        "out_of_order_dispatches",
         "payload_compression",
         "resume_gateway_url",
         "sequence",
@@ -204,6 +394,9 @@ class DiscordConnection:
         max_queued_commands: int = 1000,
         hello_timeout: float = HELLO_TIMEOUT,
         close_timeout: float = CLOSE_TIMEOUT,
+        ready_timeout: float = READY_TIMEOUT,
+        resume_timeout: float = RESUME_TIMEOUT,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
@@ -212,7 +405,12 @@ class DiscordConnection:
         self._url = _parse_gateway_url(uri)
         if version is None:
             url_version = dict(parse_qsl(self._url.query)).get("v")
-            version = int(url_version) if url_version and url_version.isdigit() else None
+            if url_version and len(url_version) <= 3 and url_version.isdecimal():
+                version = int(url_version)
+        elif type(version) is not int:
+            raise ConfigurationError(
+                f"version must be an int such as {DEFAULT_API_VERSION}, not {_brief(version, 40)}"
+            )
         self._version = DEFAULT_API_VERSION if version is None else version
         if self._version not in SUPPORTED_API_VERSIONS:
             raise ConfigurationError(
@@ -224,9 +422,29 @@ class DiscordConnection:
         if compress is True or compress is False or compress is None:
             self.transport_compression: str | None = None
             self.payload_compression = bool(compress)
-        else:
+        elif isinstance(compress, str):
             self.transport_compression = compress
             self.payload_compression = False
+        else:
+            raise ConfigurationError(
+                "compress must be 'zlib-stream', 'zstd-stream', True (payload compression) "
+                f"or None, not {_brief(compress, 40)}"
+            )
+        if encoding == "etf" and self.payload_compression:
+            raise ConfigurationError(
+                "compress=True (payload compression) works with JSON only: use "
+                "encoding='json', or compress='zlib-stream' for compressed ETF"
+            )
+        for name, flag in (
+            ("dispatch_handled", dispatch_handled),
+            ("etf_snowflakes_as_str", etf_snowflakes_as_str),
+        ):
+            if type(flag) is not bool:
+                raise ConfigurationError(f"{name} must be True or False, not {_brief(flag, 40)}")
+        if type(max_payload_size) is not int:
+            raise ConfigurationError(
+                f"max_payload_size must be an int (bytes), not {_brief(max_payload_size, 40)}"
+            )
         self.encoding = encoding
         self._codec = Codec(
             encoding,
@@ -236,15 +454,50 @@ class DiscordConnection:
         )
         if session_id is not None and sequence is None:
             raise ConfigurationError("resuming a session needs both session_id and sequence")
+        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+            raise ConfigurationError(
+                f"session_id must be READY's session_id (a non-empty str), not {_brief(session_id)}"
+            )
+        if sequence is not None and (
+            type(sequence) is not int or not 0 <= sequence <= MAX_SEQUENCE
+        ):
+            raise ConfigurationError(
+                "sequence must be the last dispatch's s (an int from 0 to 2**63-1), "
+                f"not {_brief(sequence, 40)}"
+            )
         if resume_gateway_url is not None:
             _parse_gateway_url(resume_gateway_url, "resume_gateway_url")
+            problem = _resume_url_problem(resume_gateway_url, self._url)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"resume_gateway_url cannot be used: {problem}; pass READY's "
+                    "resume_gateway_url unchanged, or None to resume on uri"
+                )
         self.session_id = session_id
         self.sequence = sequence
         self.resume_gateway_url = resume_gateway_url
         self.dispatch_handled = dispatch_handled
+        if rng is not None and not (
+            callable(getattr(rng, "random", None)) and callable(getattr(rng, "uniform", None))
+        ):
+            raise ConfigurationError(
+                f"rng must be a random.Random (or None), not {type(rng).__name__}"
+            )
+        if not callable(clock):
+            raise ConfigurationError(
+                f"clock must be a function returning monotonic seconds, such as "
+                f"time.monotonic, not {_brief(clock, 40)}"
+            )
+        if logger is not None and not isinstance(logger, logging.Logger | logging.LoggerAdapter):
+            raise ConfigurationError(
+                f"logger must be a logging.Logger (or None), not {type(logger).__name__}"
+            )
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self._log = logger if logger is not None else _LOG
+        self.out_of_order_dispatches = 0
+        self._fatal_reason: str | None = None
+        self._headers = _upgrade_headers(headers)
 
         self._lifecycle = Lifecycle()
         self._events: deque[Event] = deque()
@@ -257,11 +510,16 @@ class DiscordConnection:
         # Commands over the send limit wait here, encoded, until handle_timer()
         # releases them; they survive a resume but never a lost session.
         self._command_queue: deque[tuple[dict[str, Any], str | bytes]] = deque()
+        if type(max_queued_commands) is not int or max_queued_commands < 0:
+            raise ConfigurationError(
+                "max_queued_commands must be an int of 0 or more (0: never queue), "
+                f"not {_brief(max_queued_commands, 40)}"
+            )
         self._max_queued_commands = max_queued_commands
-        if not (hello_timeout > 0 and close_timeout > 0):
-            raise ConfigurationError("hello_timeout and close_timeout must be positive")
-        self._hello_timeout = hello_timeout
-        self._close_timeout = close_timeout
+        self._hello_timeout = _timeout("hello_timeout", hello_timeout)
+        self._close_timeout = _timeout("close_timeout", close_timeout)
+        self._ready_timeout = _timeout("ready_timeout", ready_timeout)
+        self._resume_timeout = _timeout("resume_timeout", resume_timeout)
         self._new_websocket()
 
     def _new_websocket(self) -> None:
@@ -272,8 +530,17 @@ class DiscordConnection:
         self._upgrade_sent = False
         self._hello_deadline: float | None = None
         self._resume_attempt = False
-        # READY after IDENTIFY, RESUMED after RESUME: what this WebSocket still expects.
+        # READY after IDENTIFY, RESUMED after RESUME: what this WebSocket still
+        # expects, and by when (ready_timeout, resume_timeout).
         self._awaiting: str | None = None
+        self._answer_deadline: float | None = None
+        # identify()/resume() given no ``now``: the timeout, anchored at the next
+        # receive() or handle_timer() (a caller passing its own clock's ``now``
+        # there must not get a deadline from ours).
+        self._answer_timeout: float | None = None
+        # The rest of a WebSocket message whose first part was refused is skipped.
+        self._discarding = False
+        self._hello_at: float | None = None
         self.heartbeat_interval: float | None = None
         self._next_heartbeat: float | None = None
         self._ack_pending = False
@@ -373,13 +640,19 @@ class DiscordConnection:
         return self._target_url().scheme == "wss"
 
     def should_reconnect(self) -> bool:
-        """False once the gateway closed with a fatal code (4004, 4010-4014)."""
+        """False once the connection ended: the gateway closed with a fatal code
+        (4004, 4010-4014), or the close you asked for with 1000/1001 is done."""
         return self._lifecycle.state is not State.CLOSED
 
     @property
     def fatal_close_code(self) -> int | None:
         """The fatal close code that ended the connection for good, if any."""
         return self._fatal_code
+
+    @property
+    def fatal_close_reason(self) -> str | None:
+        """The reason the gateway gave in that fatal close frame, if it gave one."""
+        return self._fatal_reason
 
     def events(self) -> Iterator[Event]:
         """Yield (and forget) the events received so far, oldest first."""
@@ -398,7 +671,11 @@ class DiscordConnection:
         return self._clock() if now is None else now
 
     def next_deadline(self) -> float | None:
-        """The monotonic time at which ``handle_timer()`` must next be called, or None."""
+        """The monotonic time at which ``handle_timer()`` must next be called, or None.
+
+        Always a finite number (a time already past means "now") within a day
+        of the last ``now`` given: safe for any selector or event loop.
+        """
         state = self._lifecycle.state
         if state is State.CLOSING:
             return self._close_deadline
@@ -407,8 +684,17 @@ class DiscordConnection:
         if state not in HEARTBEAT_STATES:
             return None
         deadline = self._next_heartbeat
+        if self._answer_deadline is not None:
+            deadline = (
+                self._answer_deadline if deadline is None else min(deadline, self._answer_deadline)
+            )
         if self._command_queue and state in SENDING_STATES:
             release = self._command_window.next_free(self.heartbeat_interval)
+            if release == -math.inf:
+                # Room already (a new WebSocket's window): due now, and HELLO,
+                # read on this WebSocket, is a finite time that is past.
+                assert self._hello_at is not None  # every SENDING_STATE is after HELLO
+                release = self._hello_at
             deadline = release if deadline is None else min(deadline, release)
         return deadline
 
@@ -420,6 +706,8 @@ class DiscordConnection:
         reconnect.
         """
         now = self._now(now)
+        if self._answer_timeout is not None:
+            self._anchor_answer_deadline(now)
         state = self._lifecycle.state
         if state is State.CONNECTING:
             if self._hello_deadline is not None and now >= self._hello_deadline:
@@ -439,6 +727,14 @@ class DiscordConnection:
             return []
         if state not in HEARTBEAT_STATES or self._next_heartbeat is None:
             return []
+        if self._answer_deadline is not None and now >= self._answer_deadline:
+            # Liveness: a gateway that ACKs heartbeats but never answers IDENTIFY
+            # or RESUME would hold the connection forever. Close resumably; an
+            # unanswered RESUME counts as a failed one (spec 54).
+            awaited = "READY" if state is State.IDENTIFYING else "RESUMED"
+            waited = self._ready_timeout if awaited == "READY" else self._resume_timeout
+            self._log.warning("no %s within %s s; closing to reconnect", awaited, waited)
+            return [self._start_close(RESUMABLE_CLOSE_CODE, f"no {awaited} in time", now)]
         out: list[bytes] = []
         if now >= self._next_heartbeat:
             if self._ack_pending:
@@ -624,6 +920,7 @@ class DiscordConnection:
     def connect(self, *, now: float | None = None) -> bytes:
         """The HTTP upgrade request for a fresh WebSocket to ``self.url``.
 
+        It carries ``User-Agent`` and the ``headers`` given to the constructor.
         HELLO must follow within ``hello_timeout`` (see ``next_deadline()``).
         """
         state = self._lifecycle.state
@@ -636,7 +933,9 @@ class DiscordConnection:
         parts = self._target_url()
         host = parts.netloc.rpartition("@")[2]
         self._resume_attempt = self.should_resume
-        data = self._ws.send(Request(host=host, target=self._request_target(parts)))
+        data = self._ws.send(
+            Request(host=host, target=self._request_target(parts), extra_headers=self._headers)
+        )
         self._upgrade_sent = True
         self._hello_deadline = self._now(now) + self._hello_timeout
         self._log.debug("connecting to %s", self.url)
@@ -652,12 +951,16 @@ class DiscordConnection:
         large_threshold: int | None = None,
         shard: tuple[int, int] | list[int] | None = None,
         presence: Mapping[str, Any] | None = None,
+        now: float | None = None,
     ) -> bytes:
         """IDENTIFY: start a new session (spec 17). Only after HELLO, once per connection.
 
         ``compress`` asks for payload compression; it defaults to the constructor's
         ``compress=True`` and cannot be combined with transport compression (spec 36).
-        Identifying replaces any session this connection held.
+        Identifying replaces any session this connection held. READY must follow
+        within ``ready_timeout`` of ``now`` (see ``next_deadline()``); without
+        ``now``, of the next ``receive()`` or ``handle_timer()`` call, so that the
+        deadline is in the caller's clock whatever clock that is.
         """
         self._require_hello("identify")
         if compress is None:
@@ -683,10 +986,15 @@ class DiscordConnection:
         self._drop_session()
         self._resume_attempt = False
         self._awaiting = "READY"
+        self._await_answer(self._ready_timeout, now)
         return out
 
-    def resume(self, token: str) -> bytes:
-        """RESUME the session (spec 26). Only after HELLO, and only with a session."""
+    def resume(self, token: str, *, now: float | None = None) -> bytes:
+        """RESUME the session (spec 26). Only after HELLO, and only with a session.
+
+        The replay and RESUMED must follow within ``resume_timeout`` of ``now``
+        (without ``now``: of the next ``receive()`` or ``handle_timer()`` call).
+        """
         self._require_hello("resume")
         if not self.should_resume:
             raise LocalProtocolError(
@@ -700,7 +1008,21 @@ class DiscordConnection:
         self._fire(Trigger.RESUME_SENT)
         self._resume_attempt = True
         self._awaiting = "RESUMED"
+        self._await_answer(self._resume_timeout, now)
         return out
+
+    def _await_answer(self, timeout: float, now: float | None) -> None:
+        if now is None:
+            self._answer_deadline = None
+            self._answer_timeout = timeout
+        else:
+            self._answer_deadline = now + timeout
+            self._answer_timeout = None
+
+    def _anchor_answer_deadline(self, now: float) -> None:
+        assert self._answer_timeout is not None
+        self._answer_deadline = now + self._answer_timeout
+        self._answer_timeout = None
 
     def _require_hello(self, what: str) -> None:
         state = self._lifecycle.state
@@ -719,9 +1041,11 @@ class DiscordConnection:
     ) -> bytes:
         """Start the close handshake; keep receiving until ``CloseDiscordConnection``.
 
-        1000 (the default) and 1001 end the session: Discord shows the bot offline
-        and the next connection identifies (spec 30). Any other code, e.g. 4000,
-        keeps the session resumable.
+        1000 (the default) and 1001 end the session (Discord shows the bot offline,
+        spec 30) and the connection: once the handshake is done (or timed out, or
+        the transport dropped) the state is ``closed`` and ``should_reconnect()``
+        False; ``reconnect()`` would start afresh with IDENTIFY. Any other code,
+        e.g. 4000, keeps the session resumable and ends in ``reconnecting``.
         """
         if (
             not isinstance(code, int)
@@ -730,6 +1054,8 @@ class DiscordConnection:
             or 1016 <= code <= 2999  # reserved for RFC 6455 itself: peers fail on them
         ):
             raise InvalidCommand(f"{code!r} is not a close code a client may send")
+        if not isinstance(reason, str) or not _encodable(reason):
+            raise InvalidCommand(f"the close reason must be text, not {_brief(reason, 40)}")
         state = self._lifecycle.state
         if state not in OPEN_STATES:
             raise LocalProtocolError(
@@ -761,16 +1087,20 @@ class DiscordConnection:
         with full jitter (base ``BACKOFF_BASE``, cap ``BACKOFF_CAP``), plus 1-5 s
         after op 9 d=false (spec 28). READY and RESUMED reset the backoff.
         Events already received are kept: drain ``events()`` whenever you like.
+        After your own ``close(1000)`` (state ``closed``, no fatal code) it starts
+        afresh, without delay: the next connection identifies.
         """
         state = self._lifecycle.state
         if state is State.CLOSED:
             code = self._fatal_code
-            meaning = close_policy(code).meaning
-            raise LocalProtocolError(
-                f"the gateway closed with fatal code {code} ({meaning}); "
-                "reconnecting cannot succeed (spec 31)"
-            )
-        if state is not State.RECONNECTING and self._upgrade_sent:
+            if code is not None:
+                meaning = close_policy(code).meaning
+                raise LocalProtocolError(
+                    f"the gateway closed with fatal code {code} ({meaning}); "
+                    "reconnecting cannot succeed (spec 31)"
+                )
+            self._attempts = 0
+        elif state is not State.RECONNECTING and self._upgrade_sent:
             # The caller gave up on a WebSocket we still thought was open
             # (a socket error, a timeout): it is a lost transport (spec 53).
             self._account_for_lost_connection()
@@ -798,6 +1128,8 @@ class DiscordConnection:
         self.resume_gateway_url = None
         self._resume_failures = 0
         self._awaiting = None  # a late READY/RESUMED would revive what was dropped
+        self._answer_deadline = None
+        self._answer_timeout = None
 
     def _account_for_lost_connection(self) -> None:
         """Book-keeping when a WebSocket ends: failed resumes (spec 54)."""
@@ -812,17 +1144,24 @@ class DiscordConnection:
                 )
                 self._drop_session()
 
-    def _connection_ended(self, code: int | None, *, peer_closed: bool) -> None:
+    def _connection_ended(
+        self, code: int | None, *, peer_closed: bool, reason: str | None = None
+    ) -> None:
         """The WebSocket is gone: decide what becomes of the session, then move state.
 
-        ``code`` is the peer's close code (1006 if none). If we started the
-        close, our own code decides (spec 30), unless the peer's close frame
-        crossed ours with a code of its own that ends the session or is fatal.
+        ``code`` is the peer's close code (1006 if none), ``reason`` its close
+        frame's reason. If we started the close, our own code decides (spec 30),
+        unless the peer's close frame crossed ours with a code of its own that
+        ends the session or is fatal. A close the user asked for with 1000/1001
+        ends the connection (``closed``), not just the session.
         """
         policy = close_policy(code)
         ours = self._close_sent_code
+        ended_by_user = False
         if ours is not None and not peer_closed:
             keep_session = ours not in SESSION_ENDING_CLOSE_CODES
+            # Only close() sends 1000/1001; our own closes (op 7, zombie, ...) use 4000.
+            ended_by_user = not keep_session
             if code != ours and code in CLOSE_CODE_POLICIES and code is not None and code >= 4000:
                 keep_session = keep_session and policy.resume
                 fatal = not policy.reconnect
@@ -836,8 +1175,17 @@ class DiscordConnection:
             self._drop_session()
         if fatal:
             self._fatal_code = code
-            self._log.error("the gateway closed with fatal code %s (%s)", code, policy.meaning)
+            self._fatal_reason = reason or None
+            self._log.error(
+                "the gateway closed with fatal code %s (%s)%s",
+                code,
+                policy.meaning,
+                f": {reason}" if reason else "",
+            )
             self._fire(Trigger.CLOSED_FATALLY)
+        elif ended_by_user:
+            self._log.info("the connection is closed, as close(%s) asked", ours)
+            self._fire(Trigger.CLOSED_BY_USER)
         else:
             self._fire(Trigger.DISCONNECTED)
 
@@ -851,12 +1199,48 @@ class DiscordConnection:
         has closed, :class:`ConnectionRejected` when the upgrade was refused and
         :class:`RemoteProtocolError` when the gateway sent garbage (the
         connection is then closing with a resumable code; write ``err.data``).
+        Nothing else ever leaves it, whatever the bytes: an unexpected exception
+        (a bug) is logged at ERROR and raised as :class:`InternalError`, a
+        ``RemoteProtocolError`` the connection recovers from the same way.
         """
+        try:
+            return self._receive(data, now)
+        except (GatewayError, CloseDiscordConnection):
+            raise
+        except Exception as exc:
+            raise self._internal_error(exc, now) from exc
+
+    def _internal_error(self, exc: Exception, now: float | None) -> InternalError:
+        """The last-resort net of ``receive()``: close as after garbage, and say so loudly."""
+        self._log.error(
+            "internal error in discord-gateway while reading from the gateway; "
+            "closing the connection (the session is kept). Please report this "
+            "with the traceback",
+            exc_info=exc,
+        )
+        data = b""
+        try:
+            state = self._lifecycle.state
+            if state in OPEN_STATES and self._ws.state is ConnectionState.OPEN:
+                data = self._start_close(RESUMABLE_CLOSE_CODE, "internal error", self._now(now))
+            elif state in OPEN_STATES or state is State.CLOSING:
+                self._connection_ended(CloseCode.ABNORMAL_CLOSURE, peer_closed=False)
+        except Exception:  # pragma: no cover - a second bug while handling the first
+            self._log.exception("could not close the connection after an internal error")
+        return InternalError(
+            f"internal error while reading from the gateway ({type(exc).__name__}: "
+            f"{_brief(str(exc), 200)}); please report it",
+            data,
+        )
+
+    def _receive(self, data: bytes | None, now: float | None) -> list[bytes]:
         state = self._lifecycle.state
         if state is State.RECONNECTING or state is State.CLOSED:
             return []  # late bytes from a WebSocket that is already gone
         if not self._upgrade_sent:
             raise LocalProtocolError("call connect() and send its bytes before receiving")
+        if self._answer_timeout is not None:
+            self._anchor_answer_deadline(self._now(now))
         ws = self._ws
         if not data:
             data = None
@@ -867,10 +1251,10 @@ class DiscordConnection:
                 )
         try:
             ws.receive_data(data)
-        except (WsRemoteProtocolError, WsLocalProtocolError) as exc:
-            # Only the HTTP upgrade can fail here; there is no WebSocket to close.
-            self._connection_ended(CloseCode.ABNORMAL_CLOSURE, peer_closed=True)
-            raise RemoteProtocolError(f"invalid response to the WebSocket upgrade: {exc}") from exc
+        except Exception as exc:
+            # wsproto's own errors, and whatever its upgrade parsing lets through
+            # (UnicodeDecodeError for a non-ASCII byte in the 101's headers).
+            raise self._broken_websocket(exc) from exc
         out: list[bytes] = []
         while True:
             try:
@@ -884,28 +1268,71 @@ class DiscordConnection:
                     closed.data = b"".join(out) + (closed.data or b"")
                 raise
             except RemoteProtocolError as exc:
-                if self._lifecycle.state is not State.CLOSING:
+                state = self._lifecycle.state
+                if state is State.CLOSING:
+                    # Already closing: log it and keep reading towards the close frame.
+                    self._log.warning("ignoring an invalid payload while closing: %s", exc)
+                    continue
+                if state in OPEN_STATES:
                     out.append(
                         self._start_close(RESUMABLE_CLOSE_CODE, "invalid payload", self._now(now))
                     )
-                    exc.data = b"".join(out)
-                    raise
-                # Already closing: log it and keep reading towards the close frame.
-                self._log.warning("ignoring an invalid payload while closing: %s", exc)
+                exc.data = b"".join(out)
+                raise
+
+    def _broken_websocket(self, exc: Exception) -> RemoteProtocolError:
+        """wsproto itself failed on the gateway's bytes: this WebSocket is over.
+
+        During the upgrade there is no WebSocket to close; after it, the byte
+        stream cannot be trusted any more, so the connection ends as if the
+        transport had dropped (1006: resumable, unless we were closing with
+        1000/1001 ourselves).
+        """
+        upgrading = self._ws.connection is None
+        self._connection_ended(CloseCode.ABNORMAL_CLOSURE, peer_closed=upgrading)
+        what = "response to the WebSocket upgrade" if upgrading else "WebSocket data"
+        return RemoteProtocolError(f"invalid {what}: {_brief(str(exc), 200)}")
 
     def _process_events(self, out: list[bytes], now: float | None) -> None:
         codec = self._codec
-        for event in self._ws.events():
+        ws = self._ws
+        events = ws.events()
+        while True:
+            try:
+                event = next(events)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise self._broken_websocket(exc) from exc
             if isinstance(event, TextMessage):
-                payload = codec.text(event.data, event.message_finished)
+                if self._discarding:
+                    # The rest of a message already refused: nothing of it is kept.
+                    self._discarding = not event.message_finished
+                    continue
+                try:
+                    payload = codec.text(event.data, event.message_finished)
+                except RemoteProtocolError:
+                    self._discarding = not event.message_finished
+                    raise
             elif isinstance(event, BytesMessage):
+                if self._discarding:
+                    self._discarding = not event.message_finished
+                    continue
                 # zlib, zstd and our ETF decoder take wsproto's bytearray as is:
                 # no copy per message.
-                payload = codec.binary(event.data, event.message_finished)
+                try:
+                    payload = codec.binary(event.data, event.message_finished)
+                except RemoteProtocolError:
+                    self._discarding = not event.message_finished
+                    raise
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
             elif isinstance(event, Ping):
-                out.append(self._ws.send(event.response()))
+                if ws.state is ConnectionState.OPEN:
+                    out.append(ws.send(event.response()))
+                else:
+                    # After our close frame no Pong may be sent (RFC 6455 5.5.1).
+                    self._log.debug("ignoring a ping read after our close frame")
                 continue
             elif isinstance(event, AcceptConnection):
                 self._log.debug("WebSocket upgrade accepted")
@@ -913,7 +1340,10 @@ class DiscordConnection:
             elif isinstance(event, RejectConnection):
                 raise ConnectionRejected(event)
             elif isinstance(event, RejectData):
-                self._rejected_body += event.data
+                # Keep what explains the refusal, never an endless body.
+                room = MAX_REJECTED_BODY - len(self._rejected_body)
+                if room > 0:
+                    self._rejected_body += event.data[:room]
                 if event.body_finished:
                     body = bytes(self._rejected_body)
                     self._rejected_body.clear()
@@ -924,7 +1354,7 @@ class DiscordConnection:
             if payload is None:
                 continue
             if type(payload) is not dict:
-                raise RemoteProtocolError(f"gateway payload is not an object: {payload!r:.80}")
+                raise RemoteProtocolError(f"gateway payload is not an object: {_brief(payload)}")
             if payload.get("op") == 0:
                 self._on_dispatch(payload)
             else:
@@ -937,16 +1367,20 @@ class DiscordConnection:
             raise RemoteProtocolError(f"invalid WebSocket frame: {event.reason}")
         peer_closed = ws_state is ConnectionState.REMOTE_CLOSING
         reply = self._ws.send(event.response()) if peer_closed else None
-        code = event.code
-        self._log.info("WebSocket closed: %s (%s)", int(code), event.reason or "no reason")
-        self._connection_ended(int(code), peer_closed=peer_closed or self._close_sent_code is None)
-        raise CloseDiscordConnection(reply, int(code), event.reason or None)
+        code = int(event.code)
+        reason = event.reason or None
+        self._log.info("WebSocket closed: %s (%s)", code, reason or "no reason")
+        self._connection_ended(
+            code, peer_closed=peer_closed or self._close_sent_code is None, reason=reason
+        )
+        raise CloseDiscordConnection(reply, code, reason)
 
     def _on_dispatch(self, payload: dict[str, Any]) -> None:
-        # Hot path: no Machine, no clock. spec 6: remember the last non-null s.
+        # Hot path: no Machine, no clock, nothing allocated but the event.
+        # spec 6: remember the last non-null s.
         name = payload.get("t")
         if type(name) is not str:
-            raise RemoteProtocolError(f"dispatch without an event name: {payload!r:.80}")
+            raise RemoteProtocolError(f"dispatch without an event name: {_brief(payload)}")
         if (
             self.session_id is None
             and self._awaiting is None
@@ -959,23 +1393,46 @@ class DiscordConnection:
             self._log.info("ignoring %s read after the session was invalidated", name)
             return
         seq = payload.get("s")
-        if seq is not None:
-            if type(seq) is not int:
-                raise RemoteProtocolError(f"dispatch sequence is not an integer: {seq!r:.40}")
-            last = self.sequence
-            if last is not None and seq <= last:
-                # A replay overlapping what we already delivered: never twice.
-                self._log.warning("dropping duplicate dispatch s=%d (last was %d)", seq, last)
-                return
+        if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQUENCE):
+            # Refused before it is stored: every heartbeat and RESUME carries it.
+            raise RemoteProtocolError(
+                f"dispatch sequence is not an integer from 0 to 2**63-1: {_brief(seq, 40)}"
+            )
         if name == "READY" or name == "RESUMED":
-            # Validate first: a READY/RESUMED we reject must not move the sequence.
+            # Never judged by their s: READY starts the session's numbering and
+            # RESUMED ends a resume, whatever s they carry.
             self._on_session_dispatch(payload, name, seq)
-            if seq is not None:
-                self.sequence = seq
             return
         if seq is not None:
+            last = self.sequence
+            if last is not None and seq <= last and self._not_above_last(seq, last):
+                return
             self.sequence = seq
         self._events.append(new_dispatch(name, seq, payload.get("d"), payload))
+
+    def _not_above_last(self, seq: int, last: int) -> bool:
+        """A dispatch whose ``s`` is not above the last one: True to drop it.
+
+        Only a resume's replay overlapping what was already delivered is dropped
+        (spec 24: never twice). Anywhere else the gateway is out of order: the
+        dispatch is delivered, counted and logged (sparingly), and the sequence
+        follows the latest ``s`` received (spec 6) - never a reason to wedge.
+        """
+        if self._awaiting == "RESUMED":
+            self._log.debug("dropping replayed dispatch s=%d (delivered up to %d)", seq, last)
+            return True
+        self.out_of_order_dispatches += 1
+        count = self.out_of_order_dispatches
+        if count == 1 or count % OUT_OF_ORDER_LOG_EVERY == 0:
+            self._log.warning(
+                "dispatch s=%d is not above the last one (%d); delivering it anyway "
+                "(%d out-of-order dispatches so far, logged every %d)",
+                seq,
+                last,
+                count,
+                OUT_OF_ORDER_LOG_EVERY,
+            )
+        return False
 
     def _on_session_dispatch(self, payload: dict[str, Any], name: str, seq: int | None) -> None:
         data = payload.get("d")
@@ -991,15 +1448,24 @@ class DiscordConnection:
                 raise RemoteProtocolError(f"READY in state {state.value!r}")
             resume_url = data.get("resume_gateway_url")
             if resume_url is not None:
-                try:
-                    _parse_gateway_url(resume_url, "resume_gateway_url")
-                except ConfigurationError as exc:
-                    self._log.warning("ignoring READY's resume_gateway_url: %s", exc)
+                problem = _resume_url_problem(resume_url, self._url)
+                if problem is not None:
+                    self._log.warning(
+                        "not following READY's resume_gateway_url (%s); "
+                        "resumes will use the original URL",
+                        problem,
+                    )
                     resume_url = None
             if not late:
                 self._fire(Trigger.READY_RECEIVED)
             self._awaiting = None
+            self._answer_deadline = None
+            self._answer_timeout = None
             self.session_id = data["session_id"]
+            if seq is not None:
+                # A new session's numbering starts at READY's s, whatever came
+                # before it on this WebSocket (spec 22).
+                self.sequence = seq
             self.resume_gateway_url = resume_url  # spec 22
             self._attempts = 0
             self._resume_failures = 0
@@ -1012,6 +1478,11 @@ class DiscordConnection:
             # gateway repeats one). Rejecting it would close, resume, and be
             # replayed the same again: pass it on as a plain dispatch instead.
             self._log.warning("RESUMED s=%s while already ready; passing it on as a dispatch", seq)
+            if seq is not None:
+                last = self.sequence
+                if last is not None and seq <= last:
+                    self._not_above_last(seq, last)
+                self.sequence = seq
             self._events.append(new_dispatch(name, seq, data, payload))
             return
         if state is not State.RESUMING and not late:
@@ -1019,9 +1490,15 @@ class DiscordConnection:
         if not late:
             self._fire(Trigger.RESUMED_RECEIVED)
         self._awaiting = None
+        self._answer_deadline = None
+        self._answer_timeout = None
         self._attempts = 0
         self._resume_failures = 0
         self._resume_attempt = False
+        if seq is not None and (self.sequence is None or seq > self.sequence):
+            # A gateway may send RESUMED with the client's own last s: it ends
+            # the resume all the same, and the sequence never moves back.
+            self.sequence = seq
         # spec 24: RESUMED carries no new URL; keep resume_gateway_url.
         self._events.append(Resumed(name, seq, data, payload))
 
@@ -1072,20 +1549,28 @@ class DiscordConnection:
                 self._events.append(InvalidSession(resumable, payload))
         else:
             # spec 7: unknown opcodes are logged, never fatal.
-            self._log.warning("ignoring a message with unknown opcode %r", op)
+            self._log.warning("ignoring a message with unknown opcode %s", _brief(op, 40))
             if self.dispatch_handled:
                 self._events.append(UnknownMessage(op, payload))
 
     def _on_hello(self, payload: dict[str, Any], now: float | None) -> None:
         data = payload.get("d")
         interval = data.get("heartbeat_interval") if type(data) is dict else None
-        if type(interval) not in (int, float) or not interval > 0:  # type: ignore[operator]
-            raise RemoteProtocolError(f"HELLO without a valid heartbeat_interval: {data!r:.80}")
+        # spec 9: milliseconds. Bounded, so no deadline can overflow a selector:
+        # bignums, inf, nan and 1e300 are all refused here.
+        if type(interval) not in (int, float) or not (
+            MIN_HEARTBEAT_INTERVAL_MS <= interval <= MAX_HEARTBEAT_INTERVAL_MS  # type: ignore[operator]
+        ):
+            raise RemoteProtocolError(
+                "HELLO without a valid heartbeat_interval (milliseconds, "
+                f"{MIN_HEARTBEAT_INTERVAL_MS} to {MAX_HEARTBEAT_INTERVAL_MS}): {_brief(data)}"
+            )
         if self._lifecycle.state is not State.CONNECTING:
             self._log.warning("ignoring a second HELLO in state %s", self._lifecycle.state.value)
             return
         self._fire(Trigger.HELLO_RECEIVED)
         now = self._now(now)
+        self._hello_at = now
         self.heartbeat_interval = interval / 1000  # type: ignore[operator]
         # spec 10: first heartbeat after interval * jitter, jitter in [0, 1).
         self._next_heartbeat = now + self.heartbeat_interval * self._rng.random()

@@ -31,6 +31,7 @@ __all__ = (
     "ConfigurationError",
     "ConnectionRejected",
     "GatewayError",
+    "InternalError",
     "InvalidCommand",
     "LocalProtocolError",
     "PayloadTooLarge",
@@ -84,6 +85,16 @@ class RemoteProtocolError(GatewayError):
 
 class PayloadTooLarge(RemoteProtocolError):
     """A received message is larger than the connection's ``max_payload_size``."""
+
+
+class InternalError(RemoteProtocolError):
+    """A bug in discord-gateway: reading the gateway's bytes raised an unexpected exception.
+
+    ``receive()`` never lets such an exception escape: it logs it at ERROR with
+    the traceback, closes the connection as after garbage (resumably; ``data``
+    holds the close frame, if any) and raises this instead, so a shard survives.
+    Please report it with the logged traceback.
+    """
 
 
 class CloseDiscordConnection(Exception):

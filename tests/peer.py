@@ -152,7 +152,10 @@ class Link:
         self.server({"op": 10, "d": {"heartbeat_interval": interval_ms}})
 
     def ready(
-        self, session_id: str = "abc", seq: int = 1, url: str = "wss://resume.example"
+        self,
+        session_id: str = "abc",
+        seq: int = 1,
+        url: str = "wss://gateway-us-east1-c.discord.gg",
     ) -> None:
         self.server(
             {
@@ -167,7 +170,7 @@ class Link:
         self.server({"op": 0, "s": seq, "t": name, "d": data if data is not None else {"n": seq}})
 
     def identify(self) -> None:
-        self.client(self.conn.identify(token="t0ken", intents=513))
+        self.client(self.conn.identify(token="t0ken", intents=513, now=self.now))
 
     def events(self) -> list[Any]:
         return list(self.conn.events())

@@ -68,7 +68,7 @@ MISUSE: dict[str, tuple[Callable[[], object], type[GatewayError], str]] = {
     "timeouts": (
         lambda: conn(close_timeout=0),
         ConfigurationError,
-        "hello_timeout and close_timeout must be positive",
+        "close_timeout must be a number of seconds above 0 and at most 86400 (a day), not 0",
     ),
     "receive before connect": (
         lambda: conn().receive(b"x"),

@@ -53,8 +53,10 @@ def test_no_trigger_sequence_leaves_the_table(triggers: list[Trigger]) -> None:
         assert model.state in State
 
 
-def test_closed_is_terminal_and_every_state_is_reachable() -> None:
-    assert not [t for t in TRANSITIONS if State.CLOSED in t.sources]
+def test_only_reconnect_leaves_closed_and_every_state_is_reachable() -> None:
+    # Issue 12: closed is also where the user's close(1000) ends, and reconnect()
+    # may start afresh from there; after a fatal code the connection refuses it.
+    assert [t.trigger for t in TRANSITIONS if State.CLOSED in t.sources] == [Trigger.RECONNECT]
     reachable = {State.CONNECTING}
     for _ in State:
         reachable |= {dest for (src, _t), dest in TABLE.items() if src in reachable}

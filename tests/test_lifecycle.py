@@ -272,7 +272,10 @@ def test_our_close_code_decides_the_session(code: int, resumable: bool) -> None:
     assert link.conn.closing
     link.client(frame)  # the peer answers at once
     assert link.closed is not None and link.closed.data is None
-    assert link.conn.state is State.RECONNECTING
+    # Our 1000/1001 also ends the connection (closed, not reconnecting).
+    assert link.conn.state is (State.RECONNECTING if resumable else State.CLOSED)
+    assert link.conn.should_reconnect() is resumable
+    assert link.conn.fatal_close_code is None
     assert link.conn.should_resume is resumable
 
 
@@ -455,13 +458,24 @@ def test_frames_with_missing_keys_and_traces_are_accepted() -> None:
     assert [type(e) for e in link.events()] == [HeartbeatAck]
 
 
-def test_duplicate_dispatches_are_never_delivered_twice() -> None:
+def test_an_out_of_order_dispatch_outside_a_replay_is_delivered_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 12 changed this: only a resume's replay is deduplicated. Elsewhere a
+    # repeated or lower s is delivered, counted and logged, and the sequence
+    # follows the latest s received (spec 6), so it can never wedge the session.
     link = ready_link()
     link.events()
     link.dispatch(2)
-    link.dispatch(2)
+    with caplog.at_level(logging.WARNING, "discord_gateway"):
+        link.dispatch(2)
     link.dispatch(3)
-    assert [e.seq for e in link.events() if isinstance(e, Dispatch)] == [2, 3]
+    assert [e.seq for e in link.events() if isinstance(e, Dispatch)] == [2, 2, 3]
+    assert link.conn.out_of_order_dispatches == 1
+    assert "dispatch s=2 is not above the last one (2)" in caplog.text
+    link.dispatch(1)
+    assert link.conn.sequence == 1  # the last s received, as the docs say
+    assert link.conn.out_of_order_dispatches == 2
 
 
 def test_ping_is_answered() -> None:
@@ -587,7 +601,8 @@ def test_close_before_the_websocket_is_open(code: int, resumable: bool) -> None:
     conn = DiscordConnection("wss://g", session_id="s", sequence=1)
     conn.connect()
     assert conn.close(code) == b""
-    assert conn.state is State.RECONNECTING
+    # Our 1000/1001 ends the connection too; reconnect() may still start afresh.
+    assert conn.state is (State.RECONNECTING if resumable else State.CLOSED)
     assert conn.fatal_close_code is None
     assert conn.should_resume is resumable
     assert conn.reconnect() == 0

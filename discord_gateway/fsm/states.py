@@ -21,8 +21,12 @@ One ``DiscordConnection`` object lives across many WebSockets. Its life::
     CLOSING     we sent a close frame (by choice, or because of op 7, op 9, a
                 missed heartbeat ACK or a bad payload) and wait for the reply.
     RECONNECTING the WebSocket is gone; ``reconnect()`` (then ``connect()``) next.
-    CLOSED      terminal: the gateway closed with a fatal code (4004, 4010-4014);
-                connecting again cannot succeed.
+    CLOSED      the connection ended: either the gateway closed with a fatal code
+                (4004, 4010-4014; connecting again cannot succeed, so
+                ``reconnect()`` refuses: terminal), or the user's own
+                ``close(1000)``/``close(1001)`` finished (``should_reconnect()`` is
+                False; ``reconnect()`` may still start afresh with IDENTIFY). Which
+                of the two is session data (``fatal_close_code``), not a state.
 
 What is deliberately *not* here: DISPATCH handling, sequence numbers and
 heartbeat ACKs. They happen thousands of times per lifecycle change, so the
@@ -76,6 +80,7 @@ class Trigger(str, enum.Enum):
     CLOSE_SENT = "close_sent"
     DISCONNECTED = "disconnected"
     CLOSED_FATALLY = "closed_fatally"
+    CLOSED_BY_USER = "closed_by_user"
     RECONNECT = "reconnect"
 
 
@@ -125,10 +130,18 @@ TRANSITIONS: tuple[Transition, ...] = (
         "fatal close code 4004, 4010-4014 (spec 31)",
     ),
     Transition(
+        _T.CLOSED_BY_USER,
+        (_S.CONNECTING, _S.CLOSING),
+        _S.CLOSED,
+        "the user's close(1000/1001) is done: handshake, its timeout or a lost "
+        "transport; from connecting when no WebSocket was open yet (spec 30)",
+    ),
+    Transition(
         _T.RECONNECT,
-        (*OPEN_STATES, _S.CLOSING, _S.RECONNECTING),
+        (*OPEN_STATES, _S.CLOSING, _S.RECONNECTING, _S.CLOSED),
         _S.CONNECTING,
-        "reconnect(): a fresh WebSocket (spec 25, 27)",
+        "reconnect(): a fresh WebSocket (spec 25, 27); out of closed only after "
+        "the user's own close - the connection refuses it after a fatal code (spec 31)",
     ),
 )
 

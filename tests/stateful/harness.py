@@ -210,6 +210,8 @@ class Model:
         if fatal:
             self.fatal = code
             self.state = State.CLOSED
+        elif ours in (1000, 1001):
+            self.state = State.CLOSED  # the user's own close ends the connection
         else:
             self.state = State.RECONNECTING
 

@@ -269,10 +269,10 @@ class GatewayMachine(RuleBasedStateMachine):
             # The driver follows should_resume; the model says whether that is right.
             assert self.client.should_resume == model.resumable
             if model.resumable:
-                data = self.client.resume(TOKEN)
+                data = self.client.resume(TOKEN, now=self.now)
                 model.state = State.RESUMING
             else:
-                data = self.client.identify(token=TOKEN, intents=513)
+                data = self.client.identify(token=TOKEN, intents=513, now=self.now)
                 model.state = State.IDENTIFYING
             self.emit(link, [data], origin="hello")
 
@@ -519,12 +519,19 @@ class GatewayMachine(RuleBasedStateMachine):
         self.model.connection_ended(link, code)
         self.link = None
 
-    @precondition(lambda self: self.model.state is State.RECONNECTING and self.reconnect_at is None)
+    @precondition(lambda self: self.ended_not_fatally() and self.reconnect_at is None)
     @rule()
     def client_reconnect(self) -> None:
-        """Reconnect as told, after the delay ``reconnect()`` asks for."""
-        assert self.client.should_reconnect()
+        """Reconnect as told, after the delay ``reconnect()`` asks for (also after
+        the user's own close, which ends the connection: that starts afresh)."""
+        assert self.client.should_reconnect() is (self.model.state is State.RECONNECTING)
         self.schedule_reconnect()
+
+    def ended_not_fatally(self) -> bool:
+        model = self.model
+        return model.state is State.RECONNECTING or (
+            model.state is State.CLOSED and model.fatal is None
+        )
 
     def schedule_reconnect(self) -> None:
         model = self.model
@@ -619,9 +626,9 @@ class GatewayMachine(RuleBasedStateMachine):
             link.server.faults = ConnectionFaults()
         for _ in range(3000):  # settling may take many backoff rounds
             self.flush()
-            if self.model.state is State.CLOSED:
+            if self.model.state is State.CLOSED and self.model.fatal is not None:
                 return
-            if self.model.state is State.RECONNECTING and self.reconnect_at is None:
+            if self.ended_not_fatally() and self.reconnect_at is None:
                 self.schedule_reconnect()
                 continue
             session = self.model.session
@@ -678,8 +685,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     @invariant()
     def state_is_the_tables(self) -> None:
         assert self.lifecycle.state is self.expected
-        # CLOSED is terminal: no trigger leads out of it (spec 31).
-        assert not any(src is State.CLOSED for src, _ in _table())
+        # Only reconnect() leads out of CLOSED (after the user's close; the
+        # connection refuses it after a fatal code, spec 31).
+        assert all(t is Trigger.RECONNECT for src, t in _table() if src is State.CLOSED)
 
 
 LifecycleMachine.TestCase.settings = settings(

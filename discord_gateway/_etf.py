@@ -18,6 +18,14 @@ improper lists, unhashable map keys, compressed terms (Discord does not send
 them: it compresses the transport instead) and nesting deep enough to
 exhaust the stack.
 
+It also refuses messages with more terms than :func:`max_terms` allows
+(:class:`PayloadTooLarge`): one byte of ETF (NIL_EXT) decodes to an empty
+list, 64 bytes of Python objects, so 16 MiB of ETF, itself inflated from 16
+KiB of zlib, would cost a gigabyte. Real payloads hold one term per 8-10
+bytes (a GUILD_CREATE of 1 MB: about 100,000 terms), so the cap of one term
+per 8 bytes of ``max_payload_size`` is never reached by them and keeps one
+message under about 8x ``max_payload_size`` of Python objects.
+
 ``loads(data, stringify_snowflakes=True)`` turns snowflakes into ``str``, as
 JSON delivers them. ETF carries no type for snowflakes, so the rule is by key,
 applied at every depth, to ints only (never bools):
@@ -41,9 +49,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .errors import RemoteProtocolError
+from .errors import PayloadTooLarge, RemoteProtocolError
 
-__all__ = ("SNOWFLAKE_LIST_KEYS", "dumps", "loads", "require")
+__all__ = ("SNOWFLAKE_LIST_KEYS", "dumps", "loads", "max_terms", "require")
 
 #: Keys whose list elements are snowflakes without ending in ``_ids``.
 SNOWFLAKE_LIST_KEYS = frozenset(
@@ -62,7 +70,26 @@ def require() -> None:
     """Kept for the Codec's extra check; ETF needs no third-party package now."""
 
 
+#: Bytes of ``max_payload_size`` per term allowed in one message (module docstring).
+BYTES_PER_TERM = 8
+#: The least term cap, for small ``max_payload_size`` values (a dense 4 KiB message
+#: of small ints holds 2,000 terms).
+MIN_TERMS = 1 << 16
+
+
+def max_terms(max_payload_size: int) -> int:
+    """The most terms one message may hold: 2,097,152 at the default 16 MiB."""
+    return max(max_payload_size // BYTES_PER_TERM, MIN_TERMS)
+
+
+_DEFAULT_MAX_TERMS = max_terms(16 * 1024 * 1024)
+
+
 class _Malformed(Exception):
+    pass
+
+
+class _TooManyTerms(Exception):
     pass
 
 
@@ -77,20 +104,37 @@ def _atom(text: str) -> Any:
     return _ATOMS.get(text, text)
 
 
-def _decode(
-    data: bytes | bytearray, pos: int, snowflakes: bool, strict: bool = False
-) -> tuple[Any, int]:
+class _Decoding:
+    """What one :func:`loads` call carries down the recursion."""
+
+    __slots__ = ("snowflakes", "strict", "terms_left")
+
+    def __init__(self, terms_left: int, snowflakes: bool, strict: bool) -> None:
+        self.terms_left = terms_left
+        self.snowflakes = snowflakes
+        self.strict = strict
+
+
+def _decode(data: bytes | bytearray, pos: int, state: _Decoding) -> tuple[Any, int]:
+    # Every term but the outermost is an element of a container, so claiming a
+    # container's elements when its length is read counts them all, at one
+    # subtraction per container rather than per term.
     tag = data[pos]
     pos += 1
     if tag == 116:  # MAP_EXT
         (arity,) = _U32(data, pos)
         pos += 4
+        state.terms_left -= 2 * arity
+        if state.terms_left < 0:
+            raise _TooManyTerms
         result: dict[Any, Any] = {}
+        snowflakes = state.snowflakes
+        strict = state.strict
         for _ in range(arity):
             if strict and data[pos] in _ATOM_TAGS:  # spec 39: a client's atom keys get 4002
                 raise _Malformed(f"atom map key at offset {pos}")
-            key, pos = _decode(data, pos, snowflakes, strict)
-            value, pos = _decode(data, pos, snowflakes, strict)
+            key, pos = _decode(data, pos, state)
+            value, pos = _decode(data, pos, state)
             if snowflakes:
                 key, value = _stringify(key, value)
             result[key] = value
@@ -107,9 +151,12 @@ def _decode(
     if tag == 108:  # LIST_EXT: elements, then a tail that must be NIL_EXT
         (length,) = _U32(data, pos)
         pos += 4
+        state.terms_left -= length
+        if state.terms_left < 0:
+            raise _TooManyTerms
         items = []
         for _ in range(length):
-            item, pos = _decode(data, pos, snowflakes, strict)
+            item, pos = _decode(data, pos, state)
             items.append(item)
         if data[pos] != 106:
             raise _Malformed(f"improper list (tail tag {data[pos]}) at offset {pos}")
@@ -143,9 +190,12 @@ def _decode(
         else:
             (arity,) = _U32(data, pos)
             pos += 4
+        state.terms_left -= arity
+        if state.terms_left < 0:
+            raise _TooManyTerms
         elements = []
         for _ in range(arity):
-            item, pos = _decode(data, pos, snowflakes, strict)
+            item, pos = _decode(data, pos, state)
             elements.append(item)
         return elements, pos
     if tag == 70:  # NEW_FLOAT_EXT
@@ -153,6 +203,9 @@ def _decode(
     if tag == 107:  # STRING_EXT: an Erlang charlist, i.e. a list of small ints
         (size,) = _U16(data, pos)
         raw, pos = _binary(data, pos + 2, size)
+        state.terms_left -= size
+        if state.terms_left < 0:
+            raise _TooManyTerms
         return list(raw), pos
     if tag == 99:  # FLOAT_EXT: 31 bytes of "%.20e" text
         raw, pos = _binary(data, pos, 31)
@@ -179,26 +232,39 @@ _ATOM_TAGS = frozenset({100, 115, 118, 119})
 
 
 def loads(
-    data: bytes | bytearray, *, stringify_snowflakes: bool = False, reject_atom_keys: bool = False
+    data: bytes | bytearray,
+    *,
+    stringify_snowflakes: bool = False,
+    reject_atom_keys: bool = False,
+    max_terms: int = _DEFAULT_MAX_TERMS,
 ) -> Any:
     """Decode one ETF message (see the module docstring for the normalisation).
 
     ``reject_atom_keys`` is for the local gateway server, which must refuse a
-    client's atom keys as Discord does (spec 39).
+    client's atom keys as Discord does (spec 39). A message holding more than
+    ``max_terms`` terms raises :class:`PayloadTooLarge`.
     """
     try:
         if not data or data[0] != _VERSION:
             raise _Malformed(f"ETF must start with version byte 131, not {data[:1]!r}")
-        term, end = _decode(data, 1, stringify_snowflakes, reject_atom_keys)
+        state = _Decoding(max_terms - 1, stringify_snowflakes, reject_atom_keys)
+        term, end = _decode(data, 1, state)
         if end != len(data):
             raise _Malformed(f"{len(data) - end} trailing bytes after the term")
     except (_Malformed, IndexError, struct.error, UnicodeDecodeError, ValueError) as exc:
         detail = "data ends inside a term" if isinstance(exc, (IndexError, struct.error)) else exc
         raise RemoteProtocolError(f"malformed ETF from the gateway: {detail}") from exc
-    except TypeError as exc:  # a list or map used as a map key
+    except (TypeError, OverflowError) as exc:  # a list or map used as a map key
         raise RemoteProtocolError(f"malformed ETF from the gateway: {exc}") from exc
     except RecursionError as exc:
         raise RemoteProtocolError("malformed ETF from the gateway: nested too deeply") from exc
+    except _TooManyTerms:
+        raise PayloadTooLarge(
+            f"ETF message holds more than {max_terms} terms (lists, maps and their "
+            "elements); raise max_payload_size to accept messages this large"
+        ) from None
+    except MemoryError as exc:
+        raise RemoteProtocolError("ETF message too large to decode: out of memory") from exc
     return term
 
 

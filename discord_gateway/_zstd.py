@@ -1,39 +1,40 @@
 """``compress=zstd-stream`` (spec 35): one streaming decompressor per connection.
 
-Each WebSocket message is one gateway message and does *not* end a zstd
-frame, so a one-shot decoder would report "premature end": we keep one
-decompression context for the connection and feed it every message.
+Discord's own gateway never ends a zstd frame: each WebSocket message is one
+gateway message flushed from a single frame that lasts as long as the
+connection, so a one-shot decoder would report "premature end" and we keep
+one decompression context for the connection. Other Discord-compatible
+servers end a frame after every message instead, and a frame may also end in
+the middle of a WebSocket message with the next one's bytes following it.
+Both are valid zstd (a stream is any number of concatenated frames), so when
+a frame ends the bytes after it start a new frame in a new context - with
+either back end, which both stop at the end of a frame.
 
 Output is bounded while decompressing, not after: a few kilobytes of zstd can
 expand to gigabytes, so the decompressor must stop as soon as a message
 exceeds ``max_size`` (:class:`PayloadTooLarge`) instead of materialising it
-first. With ``zstandard`` (the ``zstd`` extra) input that could expand past
-the room left is fed in pieces small enough that none can (a ``stream_writer``
-looked neater but keeps back output beyond its write size: messages over
-64 KiB came out truncated); with the stdlib ``compression.zstd`` (Python >=
-3.14), when present, it is ``max_length``.
+first; the count runs across frame boundaries. With ``zstandard`` (the
+``zstd`` extra) input that could expand past the room left is fed in pieces
+small enough that none can (a ``stream_writer`` looked neater but keeps back
+output beyond its write size: messages over 64 KiB came out truncated); with
+the stdlib ``compression.zstd`` (Python >= 3.14), when present, it is
+``max_length``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from .errors import ConfigurationError, PayloadTooLarge, RemoteProtocolError
 
-_ZSTD_ERRORS: tuple[type[Exception], ...]
 _stdlib_zstd: Any = None
 zstandard: Any = None
 try:  # pragma: no cover - depends on the Python version
     from compression import zstd as _stdlib_zstd  # type: ignore[import-not-found, no-redef]
-
-    _ZSTD_ERRORS = (_stdlib_zstd.ZstdError,)
 except ImportError:
-    try:
+    with contextlib.suppress(ImportError):  # else require() says what to install
         import zstandard
-
-        _ZSTD_ERRORS = (zstandard.ZstdError,)
-    except ImportError:  # pragma: no cover - depends on the environment
-        _ZSTD_ERRORS = ()
 
 __all__ = ("ZstdStreamInflater", "require")
 
@@ -53,67 +54,90 @@ class _TooLarge(Exception):
     pass
 
 
-class _CappedSink:
-    """Collects decompressed chunks; raises once they exceed the cap."""
-
-    __slots__ = ("cap", "parts", "size")
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        if self.size > self.cap:
-            raise _TooLarge
-        if data:
-            self.parts.append(data)
-        return len(data)
-
-
 class ZstdStreamInflater:
-    """Feeds every binary chunk to one zstd context; one gateway message per
-    WebSocket message, which may arrive in several chunks (``message_finished``)."""
+    """Feeds every binary chunk to one zstd context (a new one after each frame
+    that ends); one gateway message per WebSocket message, which may arrive in
+    several chunks (``message_finished``)."""
 
-    __slots__ = ("_decompressor", "_max_size", "_sink")
+    __slots__ = (
+        "_decompressor",
+        "_errors",
+        "_max_size",
+        "_new_decompressor",
+        "_parts",
+        "_size",
+        "_stdlib",
+    )
 
     def __init__(self, max_size: int) -> None:
         self._max_size = max_size
-        self._sink = _CappedSink(max_size)
-        if _stdlib_zstd is not None:  # pragma: no cover - Python >= 3.14
-            self._decompressor = _stdlib_zstd.ZstdDecompressor()
+        self._parts: list[bytes] = []
+        self._size = 0
+        # Chosen once, when the connection is made: the module attributes say
+        # which back end this Python has (the tests swap them).
+        self._stdlib = _stdlib_zstd is not None
+        if self._stdlib:
+            self._new_decompressor: Any = _stdlib_zstd.ZstdDecompressor
+            self._errors: tuple[type[Exception], ...] = (_stdlib_zstd.ZstdError,)
         else:
-            self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+            self._new_decompressor = zstandard.ZstdDecompressor().decompressobj
+            self._errors = (zstandard.ZstdError,)
+        self._decompressor: Any = self._new_decompressor()
+
+    def _add(self, out: bytes) -> None:
+        if out:
+            self._size += len(out)
+            if self._size > self._max_size:
+                raise _TooLarge
+            self._parts.append(out)
+
+    def _feed_stdlib(self, data: bytes | bytearray) -> None:
+        decompressor = self._decompressor
+        while True:
+            if decompressor.eof:  # the last frame ended: these bytes start the next one
+                decompressor = self._decompressor = self._new_decompressor()
+            # One byte over the room left tells "too large" from "exactly full".
+            self._add(decompressor.decompress(data, self._max_size - self._size + 1))
+            if decompressor.eof:
+                data = decompressor.unused_data
+                if not data:
+                    return
+            elif decompressor.needs_input:
+                return
+            else:  # output stopped at max_length with more to come
+                raise _TooLarge
+
+    def _feed_zstandard(self, data: bytes | bytearray) -> None:
+        view, position, end = memoryview(data), 0, len(data)
+        while position < end:
+            decompressor = self._decompressor
+            if decompressor.eof:  # the last frame ended: these bytes start the next one
+                decompressor = self._decompressor = self._new_decompressor()
+            room = self._max_size - self._size
+            step = end - position
+            if step * _MAX_RATIO > room:  # could overflow: small enough pieces cannot
+                step = max(1, room // _MAX_RATIO)
+            self._add(decompressor.decompress(view[position : position + step]))
+            if decompressor.eof:  # zstandard stops at the end of a frame
+                step -= len(decompressor.unused_data)
+            position += step
 
     def feed(self, data: bytes | bytearray, message_finished: bool) -> bytes | bytearray | None:
-        sink = self._sink
         try:
-            if _stdlib_zstd is not None:  # pragma: no cover - Python >= 3.14
-                room = sink.cap - sink.size
-                out = self._decompressor.decompress(data, room + 1)
-                sink.write(out)
-                if not self._decompressor.needs_input and not self._decompressor.eof:
-                    raise _TooLarge
+            if self._stdlib:  # Python >= 3.14 (tested with backports.zstd)
+                self._feed_stdlib(data)
             else:
-                decompress = self._decompressor.decompress
-                if len(data) * _MAX_RATIO <= sink.cap - sink.size:
-                    sink.write(decompress(data))  # the common case: can't overflow
-                else:
-                    view, position = memoryview(data), 0
-                    while position < len(view):
-                        step = max(1, (sink.cap - sink.size) // _MAX_RATIO)
-                        sink.write(decompress(view[position : position + step]))
-                        position += step
+                self._feed_zstandard(data)
         except _TooLarge:
             raise PayloadTooLarge(
                 f"zstd-stream message inflates to more than {self._max_size} bytes"
             ) from None
-        except _ZSTD_ERRORS as exc:
+        except self._errors as exc:
             raise RemoteProtocolError(f"corrupt zstd-stream data: {exc}") from exc
         if not message_finished:
             return None
-        message = sink.parts[0] if len(sink.parts) == 1 else b"".join(sink.parts)
-        sink.parts = []
-        sink.size = 0
+        parts = self._parts
+        message = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._parts = []
+        self._size = 0
         return message

@@ -9,8 +9,16 @@ Two independent layers, both per connection:
   IDENTIFY, spec 36) or raw ETF;
 * encoding: JSON (orjson when installed, else the stdlib) or ETF.
 
-Every failure of zlib, zstd, JSON or ETF is turned into
+Every failure of zlib, zstd, JSON or ETF (including nesting deep enough to
+exhaust the stack, and running out of memory while decoding) is turned into
 :class:`RemoteProtocolError` here, so nothing deeper ever leaks out.
+
+A message that fails (too large, corrupt) is dropped whole: what was
+buffered of it is released, and its remaining chunks are discarded as they
+arrive, unread, until the WebSocket message ends - the connection keeps
+reading towards the close frame, and a gigabyte-long message must not cost a
+gigabyte. After a failure inside a shared stream (``zlib-stream``,
+``zstd-stream``) later messages cannot be inflated and are refused cheaply.
 """
 
 from __future__ import annotations
@@ -59,7 +67,9 @@ try:  # the `speed` extra
     def json_dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
 
-    _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, UnicodeDecodeError)
+    # orjson.JSONDecodeError is a ValueError, as is UnicodeDecodeError; orjson
+    # has its own nesting limit (1024) and never raises RecursionError.
+    _JSON_ERRORS: tuple[type[Exception], ...] = (ValueError, RecursionError, MemoryError)
 except ImportError:  # pragma: no cover - exercised in environments without orjson
 
     def json_loads(data: bytes | bytearray | str) -> Any:
@@ -68,7 +78,9 @@ except ImportError:  # pragma: no cover - exercised in environments without orjs
     def json_dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
-    _JSON_ERRORS = (ValueError, UnicodeDecodeError)
+    # json.JSONDecodeError and UnicodeDecodeError are ValueErrors (and so is
+    # the int digit limit); the C scanner raises RecursionError on deep nesting.
+    _JSON_ERRORS = (ValueError, RecursionError, MemoryError)
 
 
 class Inflater(Protocol):
@@ -159,6 +171,23 @@ class PlainBinaryInflater:
         return out
 
 
+class LostStream:
+    """Stands in for a stream inflater that failed: its context is gone (what
+    it had half-inflated cannot be resumed), so every later message of this
+    WebSocket is refused without being inflated."""
+
+    __slots__ = ("_compress",)
+
+    def __init__(self, compress: str) -> None:
+        self._compress = compress
+
+    def feed(self, data: Buffer, message_finished: bool) -> Buffer | None:
+        raise RemoteProtocolError(
+            f"cannot decode this {self._compress} message: an earlier message broke the "
+            "compressed stream; the connection has to be opened again"
+        )
+
+
 def _new_inflater(compress: str | None, max_size: int) -> Inflater:
     if compress == "zlib-stream":
         return ZlibStreamInflater(max_size)
@@ -178,7 +207,9 @@ class Codec:
     """
 
     __slots__ = (
+        "_discarding",
         "_inflater",
+        "_max_terms",
         "_text_parts",
         "_text_size",
         "compress",
@@ -202,10 +233,13 @@ class Codec:
                 f"transport compression must be one of {TRANSPORT_COMPRESSIONS} or None, "
                 f"not {compress!r}"
             )
+        # Bounds the Python objects one ETF message may decode to (_etf.max_terms).
+        self._max_terms = 0
         if encoding == "etf":
             from . import _etf
 
             _etf.require()
+            self._max_terms = _etf.max_terms(max_size)
         if compress == "zstd-stream":
             from . import _zstd
 
@@ -218,24 +252,36 @@ class Codec:
         self.etf_snowflakes_as_str = etf_snowflakes_as_str
         self._text_parts: list[str] = []
         self._text_size = 0
+        # True from a failed chunk to the end of its WebSocket message: the rest
+        # of that message is dropped unread (text and binary alike; the two
+        # never interleave).
+        self._discarding = False
         self._inflater: Inflater = _new_inflater(compress, max_size)
 
     def reset(self) -> None:
         """Fresh contexts for a new WebSocket: never reuse one across connections (spec 58)."""
         self._text_parts = []
         self._text_size = 0
+        self._discarding = False
         self._inflater = _new_inflater(self.compress, self.max_size)
 
     def text(self, data: str, message_finished: bool) -> Any:
         """A text message chunk (always plain JSON). Returns the payload or None."""
-        if message_finished and not self._text_parts:
+        if message_finished and not self._text_parts and not self._discarding:
             if len(data) > self.max_size:
                 raise PayloadTooLarge(f"text message larger than {self.max_size} characters")
             return self._loads_json(data)
-        self._text_parts.append(data)
+        if self._discarding:
+            self._discarding = not message_finished
+            return None
         self._text_size += len(data)
         if self._text_size > self.max_size:
+            # Drop what we hold and the rest of this message as it comes.
+            self._text_parts.clear()
+            self._text_size = 0
+            self._discarding = not message_finished
             raise PayloadTooLarge(f"text message larger than {self.max_size} characters")
+        self._text_parts.append(data)
         if not message_finished:
             return None
         joined = "".join(self._text_parts)
@@ -245,21 +291,45 @@ class Codec:
 
     def binary(self, data: Buffer, message_finished: bool) -> Any:
         """A binary message chunk. Returns the payload once a whole one has arrived."""
-        raw = self._inflater.feed(data, message_finished)
+        if self._discarding:
+            self._discarding = not message_finished
+            return None
+        try:
+            raw = self._inflater.feed(data, message_finished)
+        except RemoteProtocolError:
+            self._inflater_failed(message_finished)
+            raise
         if raw is None:
             return None
         if self.encoding == "json":
             return self._loads_json(raw)
         from . import _etf
 
-        return _etf.loads(raw, stringify_snowflakes=self.etf_snowflakes_as_str)
+        return _etf.loads(
+            raw, stringify_snowflakes=self.etf_snowflakes_as_str, max_terms=self._max_terms
+        )
+
+    def _inflater_failed(self, message_finished: bool) -> None:
+        # Whatever the inflater buffered goes with it. A shared stream cannot
+        # go on past bytes it did not inflate; a plain inflater starts afresh.
+        compress = self.compress
+        self._inflater = (
+            LostStream(compress) if compress is not None else PlainBinaryInflater(self.max_size)
+        )
+        self._discarding = not message_finished
 
     @staticmethod
     def _loads_json(data: Buffer | str) -> Any:
         try:
             return json_loads(data)
         except _JSON_ERRORS as exc:
-            raise RemoteProtocolError(f"malformed JSON from the gateway: {exc}") from exc
+            if isinstance(exc, RecursionError):
+                detail = "nested too deeply"
+            elif isinstance(exc, MemoryError):
+                detail = "out of memory while decoding it"
+            else:
+                detail = str(exc)
+            raise RemoteProtocolError(f"malformed JSON from the gateway: {detail}") from exc
 
     def dumps(self, payload: dict[str, Any]) -> tuple[str | bytes, int]:
         """Encode a payload to send: (``str`` for a JSON text frame or ``bytes`` for

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,24 @@ def split_head(stream: bytes) -> tuple[bytes, bytes]:
     if not stream.startswith(b"HTTP/") or end < 0:
         return b"", stream
     return stream[: end + 4], stream[end + 4 :]
+
+
+def frame_ends(data: bytes) -> Iterator[int]:
+    """Where each whole frame at the start of ``data`` ends (no copies: the driver's
+    cuts must not count against the client's memory)."""
+    pos = 0
+    while pos + 2 <= len(data):
+        size, head = data[pos + 1] & 0x7F, 2
+        if size == 126:
+            size, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
+        elif size == 127:
+            size, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+        if data[pos + 1] & 0x80:
+            head += 4
+        if pos + head + size > len(data):
+            return
+        pos += head + size
+        yield pos
 
 
 @dataclass(frozen=True)

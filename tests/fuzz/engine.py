@@ -22,27 +22,7 @@ from .mutators import mutate
 #: Failure classes known today whose fix is being made elsewhere (branch, issue item).
 #: The fuzz test reports them without failing; a class not listed here fails it.
 #: Keys are substrings of ``Violation.signature``. Empty this as the fixes land.
-KNOWN_OPEN: dict[str, str] = {
-    "receive:raised:LocalProtocolError@wsproto/connection.py:send": (
-        "a Ping after our close frame: wsproto refuses to send the Pong (issue 12 item 10, core)"
-    ),
-    "receive:raised:UnicodeDecodeError@wsproto/": (
-        "non-ASCII bytes in the 101 response's headers (issue 12 item 10, core)"
-    ),
-    ":deadline": (
-        "HELLO's heartbeat_interval not validated: 1e300 -> absurd deadlines (item 12, core)"
-    ),
-    "handle_timer:spinning timer": (
-        "HELLO's heartbeat_interval not validated: 1e-300 -> now + interval == now (item 12, core)"
-    ),
-    "receive:raised:OverflowError@discord_gateway/connection.py:_on_hello": (
-        "HELLO's heartbeat_interval not validated: an ETF bignum (item 12, core)"
-    ),
-    "connect:raised:LocalProtocolError@h11/": (
-        "READY's resume_gateway_url with a control character in the host (FUZZ_FINDINGS F1, core)"
-    ),
-    "run:memory": "ETF decodes one NIL_EXT byte to a list object (item 15, codec)",
-}
+KNOWN_OPEN: dict[str, str] = {}
 
 
 @dataclass
@@ -117,7 +97,7 @@ def fuzz(
     seed: int,
     *,
     corpus: list[Case] | None = None,
-    memory_every: int = 4,
+    memory_every: int = 8,
     crashes: Path = CRASHES,
     max_inputs: int | None = None,
 ) -> Report:

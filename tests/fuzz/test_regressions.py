@@ -11,6 +11,7 @@ All of the findings below fail on the core before issue 12 (main at 9be3dd5).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 import random
@@ -199,3 +200,30 @@ def test_text_frame_over_the_cap_while_closing_is_not_buffered() -> None:
     header = frame(TEXT, b"", length=size)
     chunks = [header] + [b" " * 65536] * (size // 65536)
     assert traced_peak(conn, chunks) < 4 * MAX_PAYLOAD_SIZE + 1024 * 1024
+
+
+# -- FUZZ_FINDINGS.md F2: the adapters' greeting after HELLO ---------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="FUZZ_FINDINGS.md F2: the adapters must greet only in state hello"
+)
+def test_adapter_survives_hello_and_op7_in_one_read() -> None:
+    """HELLO then op 7 in one read: the adapter's IDENTIFY raised LocalProtocolError (closing)."""
+    from discord_gateway.adapters import _base
+
+    options = _base.ShardOptions(token="t0ken", intents=513, compress=None)
+    data = HELLO + OP7
+    try:
+        # the adapters' sans-I/O driver, where it exists
+        driver: Any = importlib.import_module("discord_gateway.adapters._driver").Driver(options)
+        request = b"".join(driver.connect(0.0).out)
+        step = driver.receive(answer(HEAD, request) + data, 0.0)
+    except ImportError:  # before the driver: the adapters' shared step()
+        conn = options.new_connection()
+        request = conn.connect(now=0.0)
+        step = _base.step(
+            options, conn, lambda now: conn.receive(answer(HEAD, request) + data, now), 0.0
+        )
+        assert conn.state is State.CLOSING
+    assert step.out  # our close frame goes out; the shard lives on

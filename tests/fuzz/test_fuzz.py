@@ -4,6 +4,8 @@ time-boxed random-mutation run and a hypothesis variant (docs/testing.md,
 
 ``FUZZ_SECONDS`` (default 45) is the budget of the random-mutation run and
 ``FUZZ_SEED`` (default 0) its seed; the same seed draws the same inputs everywhere.
+``FUZZ_HYPOTHESIS_EXAMPLES`` (default 300, 5,000 with ``HYPOTHESIS_PROFILE=fuzz``)
+sizes the hypothesis variant.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .engine import draw, fuzz, known_reason
 CORPUS_CASES = load_corpus()
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", 45))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", 0))
-HYPOTHESIS_EXAMPLES = int(os.environ.get("FUZZ_HYPOTHESIS_EXAMPLES", 300))
+_LONG = os.environ.get("HYPOTHESIS_PROFILE") == "fuzz"
+HYPOTHESIS_EXAMPLES = int(os.environ.get("FUZZ_HYPOTHESIS_EXAMPLES", 5000 if _LONG else 300))
 
 
 def check(case: Case, seed: int) -> None:

@@ -115,6 +115,8 @@ MAX_HEARTBEAT_INTERVAL_MS = 3_600_000
 #: Spec 6: sequence numbers are non-negative 64-bit signed integers; anything
 #: else is refused before it is stored (every heartbeat and RESUME carries it).
 MAX_SEQUENCE = 2**63 - 1
+#: Longest session_id accepted from READY (Discord's are 32 characters).
+MAX_SESSION_ID = 512
 #: Out-of-order dispatches are logged at the first and then every this many.
 OUT_OF_ORDER_LOG_EVERY = 1000
 #: The upgrade request's User-Agent, as Discord asks of bots.
@@ -341,7 +343,6 @@ class DiscordConnection:
         "_codec",
         "_command_queue",
         "_command_window",
-        "_discarding",
         "_events",
         "_fatal_code",
         "_fatal_reason",
@@ -349,6 +350,7 @@ class DiscordConnection:
         "_hello_at",
         "_hello_deadline",
         "_hello_timeout",
+        "_ignored_while_closing",
         "_invalid_session_wait",
         "_last_heartbeat_sent",
         "_latencies",
@@ -538,8 +540,8 @@ class DiscordConnection:
         # receive() or handle_timer() (a caller passing its own clock's ``now``
         # there must not get a deadline from ours).
         self._answer_timeout: float | None = None
-        # The rest of a WebSocket message whose first part was refused is skipped.
-        self._discarding = False
+        # Invalid payloads read while closing: the first is logged as a warning.
+        self._ignored_while_closing = 0
         self._hello_at: float | None = None
         self.heartbeat_interval: float | None = None
         self._next_heartbeat: float | None = None
@@ -701,6 +703,8 @@ class DiscordConnection:
     def handle_timer(self, now: float | None = None) -> list[bytes]:
         """Do what is due at ``now``: a heartbeat, queued commands, or closing a zombie.
 
+        Also closes (resumably, 4000 "no READY in time" / "no RESUMED in time")
+        when ``ready_timeout`` / ``resume_timeout`` passed without an answer.
         Raises :class:`CloseDiscordConnection` (code 1006) when the gateway failed
         to send HELLO or to answer our close frame in time: drop the socket and
         reconnect.
@@ -1270,8 +1274,11 @@ class DiscordConnection:
             except RemoteProtocolError as exc:
                 state = self._lifecycle.state
                 if state is State.CLOSING:
-                    # Already closing: log it and keep reading towards the close frame.
-                    self._log.warning("ignoring an invalid payload while closing: %s", exc)
+                    # Already closing: log it and keep reading towards the close
+                    # frame (a late READY still counts). A flood is logged once.
+                    self._ignored_while_closing += 1
+                    level = logging.WARNING if self._ignored_while_closing == 1 else logging.DEBUG
+                    self._log.log(level, "ignoring an invalid payload while closing: %s", exc)
                     continue
                 if state in OPEN_STATES:
                     out.append(
@@ -1302,29 +1309,18 @@ class DiscordConnection:
                 event = next(events)
             except StopIteration:
                 return
-            except Exception as exc:
+            except Exception as exc:  # pragma: no cover - wsproto 1.2-1.3 turn every
+                # framing error into a CloseConnection event; this guards later versions.
                 raise self._broken_websocket(exc) from exc
             if isinstance(event, TextMessage):
-                if self._discarding:
-                    # The rest of a message already refused: nothing of it is kept.
-                    self._discarding = not event.message_finished
-                    continue
-                try:
-                    payload = codec.text(event.data, event.message_finished)
-                except RemoteProtocolError:
-                    self._discarding = not event.message_finished
-                    raise
+                # A message the codec refused (over the cap, corrupt) is dropped
+                # whole: it keeps none of it and discards its later chunks
+                # unread, so nothing piles up while we read towards the close.
+                payload = codec.text(event.data, event.message_finished)
             elif isinstance(event, BytesMessage):
-                if self._discarding:
-                    self._discarding = not event.message_finished
-                    continue
                 # zlib, zstd and our ETF decoder take wsproto's bytearray as is:
                 # no copy per message.
-                try:
-                    payload = codec.binary(event.data, event.message_finished)
-                except RemoteProtocolError:
-                    self._discarding = not event.message_finished
-                    raise
+                payload = codec.binary(event.data, event.message_finished)
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
             elif isinstance(event, Ping):
@@ -1438,8 +1434,13 @@ class DiscordConnection:
         data = payload.get("d")
         state = self._lifecycle.state
         if name == "READY":
-            if type(data) is not dict or not isinstance(data.get("session_id"), str):
-                raise RemoteProtocolError("READY without a session_id")
+            if type(data) is not dict:
+                data = {}
+            session_id = data.get("session_id")
+            if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
+                # It goes back in every RESUME: one that cannot (over 4096 bytes
+                # with the token) would make resume() fail on every attempt.
+                raise RemoteProtocolError(f"READY without a valid session_id: {_brief(session_id)}")
             # After our close frame went out, the READY answering our IDENTIFY may
             # still arrive: its session is real (and resumable unless we closed
             # with 1000/1001), so keep it, without a lifecycle move.
@@ -1461,7 +1462,7 @@ class DiscordConnection:
             self._awaiting = None
             self._answer_deadline = None
             self._answer_timeout = None
-            self.session_id = data["session_id"]
+            self.session_id = session_id
             if seq is not None:
                 # A new session's numbering starts at READY's s, whatever came
                 # before it on this WebSocket (spec 22).
@@ -1469,7 +1470,7 @@ class DiscordConnection:
             self.resume_gateway_url = resume_url  # spec 22
             self._attempts = 0
             self._resume_failures = 0
-            self._events.append(Ready(name, seq, data, payload, data["session_id"], resume_url))
+            self._events.append(Ready(name, seq, data, payload, session_id, resume_url))
             return
         late = state is State.CLOSING and self._awaiting == name
         if state is State.READY:

@@ -219,7 +219,7 @@ def test_a_bad_resume_gateway_url_is_named_when_used() -> None:
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
-        ('{"op": 0, "s": 3, "t": "READY", "d": {}}', "READY without a session_id"),
+        ('{"op": 0, "s": 3, "t": "READY", "d": {}}', "READY without a valid session_id: None"),
         ('{"op": 0, "s": 3, "t": "RESUMED", "d": {}}', "RESUMED in state 'identifying'"),
     ],
 )

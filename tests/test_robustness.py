@@ -774,3 +774,155 @@ def test_without_now_handle_timer_also_anchors_the_resume_deadline() -> None:
     link.client(conn.resume("t0ken"))
     assert conn.handle_timer(5.0) == []
     assert conn.next_deadline() == 65.0
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked server frame (RFC 6455 5.2), for a peer that has already closed."""
+    size = len(payload)
+    if size < 126:
+        return bytes([0x80 | opcode, size]) + payload
+    if size < 1 << 16:
+        return bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big") + payload
+    return bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big") + payload
+
+
+@pytest.mark.parametrize("compress", [None, "zlib-stream"])
+def test_refused_messages_while_closing_neither_pile_up_nor_flood_the_log(
+    compress: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Separate oversized messages after the first refusal used to be appended to
+    # the codec's stale buffer, one after the other, without bound.
+    link = ready_link(max_payload_size=4096, compress=compress)
+    link.server({"op": 7, "d": None})
+    assert link.conn.state is State.CLOSING
+    big = server_frame(0x1, b"a" * 64 * 1024) + server_frame(0x2, b"b" * 64 * 1024)
+    late = server_frame(0x1, b'{"op": 0, "s": 9, "t": "X", "d": {}}')
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING, "discord_gateway"):
+            link.conn.receive(big, now=0.0)
+            base = tracemalloc.get_traced_memory()[0]
+            for _ in range(100):
+                link.conn.receive(big + late, now=0.0)
+            grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert grown < 1024 * 1024, grown
+    assert len([r for r in caplog.records if "while closing" in r.getMessage()]) == 1
+    # Later text messages are still read (a late READY counts).
+    assert len(seqs(link)[1:]) == 100
+    finish_close(link)
+    assert link.conn.state is State.RECONNECTING
+
+
+def test_a_payload_error_that_is_not_the_codecs_keeps_decoding_while_closing() -> None:
+    # A READY answering our IDENTIFY may still arrive after our close frame.
+    link = hello_link()
+    link.identify()
+    link.server({"op": 7, "d": None})
+    assert link.conn.receive(server_frame(0x1, b"[1, 2]"), now=0.0) == []  # not an object
+    ready = b'{"op": 0, "s": 1, "t": "READY", "d": {"session_id": "abc"}}'
+    assert link.conn.receive(server_frame(0x1, ready), now=0.0) == []
+    assert link.conn.session_id == "abc"
+
+
+@pytest.mark.parametrize("session_id", ["", "x" * 513, 5, None])
+def test_a_session_id_that_no_resume_could_carry_is_refused(session_id: object) -> None:
+    # It goes back in every RESUME: 5000 characters would make every resume fail.
+    link = hello_link()
+    link.identify()
+    frame = link.peer.send({"op": 0, "s": 1, "t": "READY", "d": {"session_id": session_id}})
+    with pytest.raises(RemoteProtocolError, match="session_id"):
+        link.conn.receive(frame, now=0.0)
+    assert link.conn.session_id is None
+
+
+def test_messages_about_hostile_values_never_fail_to_format() -> None:
+    from discord_gateway.connection import _brief
+
+    assert _brief(10**5000) == "<int>"  # repr() itself raises past 4300 digits
+    assert _brief("x" * 500, 10) == "'xxxxxx..."  # 10 characters in all
+
+
+class BrokenUniform(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        raise ZeroDivisionError("a bug")
+
+
+def test_an_internal_error_while_closing_ends_the_websocket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    link = Link(DiscordConnection("wss://gateway.discord.gg", rng=BrokenUniform(0)))
+    link.hello()
+    link.identify()
+    link.ready()
+    link.conn.close(4000)
+    with caplog.at_level(logging.ERROR, "discord_gateway"):
+        frame = server_frame(0x1, b'{"op": 9, "d": false}')
+        with pytest.raises(InternalError) as info:
+            link.conn.receive(frame, now=0.0)
+    assert info.value.data == b""  # our close frame is already out
+    assert link.conn.state is State.RECONNECTING
+
+
+def test_dispatches_and_ready_without_s_leave_the_sequence_alone() -> None:
+    link = hello_link()
+    link.identify()
+    link.dispatch(4, "GUILD_CREATE")
+    link.server({"op": 0, "t": "READY", "d": {"session_id": "abc"}})
+    assert link.conn.state is State.READY and link.conn.sequence == 4
+    link.server({"op": 0, "t": "X", "d": {}})
+    assert link.conn.sequence == 4
+    assert seqs(link) == [("GUILD_CREATE", 4), ("READY", None), ("X", None)]
+
+
+@pytest.mark.parametrize(("s", "counted"), [(1, 1), (2, 0), (None, 0)])
+def test_a_resumed_while_ready_is_a_dispatch_judged_like_any_other(
+    s: int | None, counted: int
+) -> None:
+    link = ready_link()
+    link.events()
+    link.server({"op": 0, "s": s, "t": "RESUMED", "d": {}})
+    assert seqs(link) == [("RESUMED", s)]
+    assert link.conn.out_of_order_dispatches == counted
+    assert link.conn.sequence == (1 if s is None else s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    before=st.lists(st.integers(0, 5), max_size=4),
+    ready_s=st.integers(0, 5),
+    after=st.lists(st.integers(0, 8), max_size=8),
+)
+def test_identifying_never_wedges_whatever_the_numbering(
+    before: list[int], ready_s: int, after: list[int]
+) -> None:
+    # Invariant: READY always makes the connection ready; outside a replay every
+    # dispatch is delivered once and the sequence is the last s received.
+    link = hello_link()
+    link.identify()
+    for s in before:
+        link.dispatch(s, "GUILD_CREATE")
+    link.ready(seq=ready_s)
+    assert link.conn.state is State.READY
+    for s in after:
+        link.dispatch(s)
+    assert [s for _, s in seqs(link)] == [*before, ready_s, *after]
+    assert link.conn.sequence == (after[-1] if after else ready_s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(last=st.integers(0, 5), replay=st.lists(st.integers(0, 10), max_size=8))
+def test_a_replay_delivers_only_what_is_new_in_order(last: int, replay: list[int]) -> None:
+    # Invariant: during a resume nothing at or below what was delivered comes twice.
+    link = resuming_link(seq=last)
+    for s in replay:
+        link.dispatch(s)
+    link.server({"op": 0, "s": None, "t": "RESUMED", "d": {}})
+    delivered = [s for name, s in seqs(link) if name != "RESUMED"]
+    expected: list[int] = []
+    for s in replay:
+        if s > max([last, *expected]):
+            expected.append(s)
+    assert delivered == expected
+    assert link.conn.state is State.READY

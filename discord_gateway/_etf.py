@@ -23,8 +23,9 @@ It also refuses messages with more terms than :func:`max_terms` allows
 list, 64 bytes of Python objects, so 16 MiB of ETF, itself inflated from 16
 KiB of zlib, would cost a gigabyte. Real payloads hold one term per 8-10
 bytes (a GUILD_CREATE of 1 MB: about 100,000 terms), so the cap of one term
-per 8 bytes of ``max_payload_size`` is never reached by them and keeps one
-message under about 8x ``max_payload_size`` of Python objects.
+per 8 bytes of ``max_payload_size`` is never reached by them, and the worst
+a message can cost is about 10x ``max_payload_size`` (measured: 154 MiB at
+the default 16 MiB, for 2M empty maps; it was 1 GiB for 16M empty lists).
 
 ``loads(data, stringify_snowflakes=True)`` turns snowflakes into ``str``, as
 JSON delivers them. ETF carries no type for snowflakes, so the rule is by key,

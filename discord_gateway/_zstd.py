@@ -104,7 +104,7 @@ class ZstdStreamInflater:
                     return
             elif decompressor.needs_input:
                 return
-            else:  # output stopped at max_length with more to come
+            else:  # pragma: no cover - stopped at max_length: _add raised already
                 raise _TooLarge
 
     def _feed_zstandard(self, data: bytes | bytearray) -> None:

@@ -21,10 +21,12 @@ What it checks (:class:`Violation` otherwise):
 * ``next_deadline()`` and ``events()`` raise nothing; the deadline is None or a
   finite number less than a day ahead, and after ``handle_timer(now)`` at a due
   deadline the next one is later than ``now`` (a timer loop would spin);
-* what the driver calls as a well-behaved adapter (IDENTIFY/RESUME in ``hello``,
-  ``reconnect()`` when ``should_reconnect()``, ``connect()`` after it, ``close()``
-  while open) raises nothing: a ``LocalProtocolError`` or ``InvalidCommand`` there
-  comes from state the server's bytes left behind;
+* what the driver calls as a well-behaved adapter and bot (IDENTIFY/RESUME in
+  ``hello``, ``reconnect()`` unless a fatal code ended the connection, ``connect()``
+  after it, ``close()`` while open, commands after IDENTIFY/RESUME - bursts over the
+  send limit included - and a manual ``heartbeat()``) raises nothing: a
+  ``LocalProtocolError`` or ``InvalidCommand`` there comes from state the server's
+  bytes left behind;
 * never wedged: after the bytes of a connection, the WebSocket is gone or there is
   a deadline, and with nothing more from the server, running the timers ends the
   WebSocket within :data:`MAX_SILENT_TIMERS` calls;
@@ -45,6 +47,7 @@ from typing import Any, TypeVar
 
 from discord_gateway import (
     CloseDiscordConnection,
+    CommandQueueFull,
     ConnectionRejected,
     DiscordConnection,
     Hello,
@@ -70,6 +73,7 @@ MAX_DEADLINE_AHEAD = 86_400.0
 #: first heartbeat, zombie close frame, close timeout, and room to spare.
 MAX_SILENT_TIMERS = 12
 OPEN = (State.CONNECTING, State.HELLO, State.IDENTIFYING, State.RESUMING, State.READY)
+SENDING_STATES = (State.IDENTIFYING, State.RESUMING, State.READY)
 GONE = (State.RECONNECTING, State.CLOSED)
 RECEIVE_MAY_RAISE = (
     CloseDiscordConnection,
@@ -228,6 +232,23 @@ class _Run:
             elif type(event).__name__ == "Ready":
                 self.stats.readies += 1
 
+    def command(self) -> None:
+        """What a bot does between reads: commands (a burst over the send limit now and
+        then, so some wait in the queue for handle_timer), or a manual heartbeat."""
+        conn = self.conn
+        if conn.state in SENDING_STATES:
+            for _ in range(self.rng.choice((1, 1, 2, 130))):
+                try:
+                    self.call(
+                        "send_command",
+                        lambda: conn.update_presence(status="idle", now=self.now),
+                        (CommandQueueFull,),  # documented: the bot sends too fast
+                    )
+                except CommandQueueFull:
+                    return
+        elif conn.state is State.HELLO and self.rng.random() < 0.5:
+            self.call("heartbeat", lambda: conn.heartbeat(now=self.now), ())
+
     def timer(self, when: float) -> bool:
         """``handle_timer`` at ``when`` (never back in time); False once the socket is gone."""
         self.now = max(self.now, when)
@@ -361,8 +382,9 @@ class _Run:
         conn = self.conn
         for index, stream in enumerate(self.case.conns):
             if index > 0:
-                if conn.state is State.CLOSED:
-                    break
+                if conn.state is State.CLOSED and conn.fatal_close_code is not None:
+                    break  # a fatal code: reconnecting cannot succeed (the user's own
+                    # close(1000) also ends in closed, and may start afresh)
                 delay = self.call("reconnect", conn.reconnect, ())
                 if not (math.isfinite(delay) and 0 <= delay <= MAX_DEADLINE_AHEAD):
                     raise Violation("deadline", "reconnect", f"reconnect() asks to wait {delay!r}")
@@ -372,10 +394,13 @@ class _Run:
             self.stats.connections += 1
             alive = True
             rate = self.rng.choice((0.0, 0.0, 0.02, 0.1, 0.3)) if self.timers else 0.0
+            commands = self.rng.choice((0.0, 0.0, 0.05, 0.2)) if self.timers else 0.0
             for chunk in self.split(answer(stream, request)):
                 if not self.maybe_timer(rate) or not self.receive(chunk):
                     alive = False
                     break
+                if self.rng.random() < commands:
+                    self.command()
             if alive and conn.state not in GONE:
                 self.end_socket()
         return self.stats

@@ -77,10 +77,21 @@ def slug(signature: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", signature).strip("-")[:120]
 
 
+def weight(case: Case) -> int:
+    """Recorded sessions and captures are drawn more often than the hand-made edge
+    cases: they hold whole lifecycles, every encoding and compression, for the
+    mutators to break anywhere."""
+    if case.name.startswith("session-"):
+        return 8
+    if case.name.startswith(("capture-", "fragmented-", "fatal-", "op7-")):
+        return 3
+    return 1
+
+
 def draw(corpus: list[Case], seed: int, index: int) -> Case:
     """Input ``index`` of the run with ``seed``, its driver seed included."""
     rng = random.Random(f"{seed}:{index}")
-    base = rng.choice(corpus)
+    base = rng.choices(corpus, [weight(case) for case in corpus])[0]
     case = mutate(rng, base, corpus) if rng.random() < 0.9 else base
     return Case(
         name=case.name,

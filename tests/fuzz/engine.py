@@ -34,6 +34,7 @@ class Failure:
     size: int
     seed: str
     known: str | None
+    first: str  # the input that first showed it
 
 
 @dataclass
@@ -58,7 +59,8 @@ class Report:
         for failure in sorted(self.failures.values(), key=lambda f: f.signature):
             status = f"known: {failure.known}" if failure.known else "NEW"
             lines.append(
-                f"  [{status}] {failure.signature} x{failure.count}\n"
+                f"  [{status}] {failure.signature} x{failure.count}"
+                f" (first: input {failure.first})\n"
                 f"      {failure.message[:300]}\n"
                 f"      smallest input {failure.size} bytes (seed {failure.seed}): "
                 f"python -m tests.fuzz replay {failure.path}"
@@ -140,6 +142,7 @@ def record(report: Report, case: Case, violation: Violation, seed: str, crashes:
     path = crashes / f"{slug(violation.signature)}.case"
     case.save(path)
     count = failure.count if failure is not None else 1
+    first = failure.first if failure is not None else seed
     report.failures[violation.signature] = Failure(
         violation.signature,
         str(violation),
@@ -148,4 +151,5 @@ def record(report: Report, case: Case, violation: Violation, seed: str, crashes:
         case.size,
         seed,
         known_reason(violation.signature),
+        first,
     )

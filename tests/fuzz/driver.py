@@ -183,6 +183,7 @@ class _Run:
             compress=case.compress,
             max_payload_size=MAX_PAYLOAD_SIZE,
             dispatch_handled=self.rng.random() < 0.5,
+            etf_snowflakes_as_str=self.rng.random() < 0.5,
             rng=random.Random(seed),
             clock=lambda: self.now,
             logger=LOGGER,

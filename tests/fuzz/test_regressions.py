@@ -227,3 +227,68 @@ def test_adapter_survives_hello_and_op7_in_one_read() -> None:
         )
         assert conn.state is State.CLOSING
     assert step.out  # our close frame goes out; the shard lives on
+
+
+# -- FUZZ_FINDINGS.md F3: an ETF session_id that is not UTF-8 ---------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="FUZZ_FINDINGS.md F3: READY's session_id must be encodable (core)"
+)
+def test_etf_session_id_not_utf8() -> None:
+    """ETF READY with a session_id that is not UTF-8: every resume() raised InvalidCommand.
+
+    The decoder keeps the bytes as lone surrogates (surrogateescape); RESUME cannot
+    encode them, and an adapter takes InvalidCommand from its own greeting for a bug.
+    """
+    hello = (
+        b"\x83t\x00\x00\x00\x02w\x02opa\x0aw\x01dt\x00\x00\x00\x01"
+        b"w\x12heartbeat_intervalb\x00\x00\xa1\x22"
+    )
+    session_id = b"abc\xe6def"
+    ready = (
+        b"\x83t\x00\x00\x00\x04w\x02opa\x00w\x01sa\x01w\x01tm\x00\x00\x00\x05READY"
+        b"w\x01dt\x00\x00\x00\x01w\nsession_idm" + len(session_id).to_bytes(4, "big") + session_id
+    )
+    conn = upgraded(frame(BINARY, hello), encoding="etf")
+    greet(conn)
+    with contextlib.suppress(RemoteProtocolError):  # refusing that READY is fine too
+        conn.receive(frame(BINARY, ready), now=0.0)
+    with pytest.raises(CloseDiscordConnection):
+        conn.receive(None, now=0.0)
+    conn.reconnect()
+    request = conn.connect(now=1.0)
+    conn.receive(answer(HEAD, request) + frame(BINARY, hello), now=1.0)
+    assert [type(e).__name__ for e in conn.events()][-1] == "Hello"
+    if conn.should_resume:
+        assert conn.resume("t0ken", now=1.0)  # raised InvalidCommand (surrogates not allowed)
+    else:
+        assert conn.identify(token="t0ken", intents=513, now=1.0)
+
+
+# -- FUZZ_FINDINGS.md F4: the send limit's window edge in floating point -----------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="FUZZ_FINDINGS.md F4: the send window prunes as next_free() counts (core)"
+)
+def test_queued_commands_release_at_the_deadline_they_announce() -> None:
+    """next_free() said t0 + 60, but try_acquire(t0 + 60) kept t0 in the window because
+    (t0 + 60) - 60 < t0 in floating point: handle_timer released nothing and
+    next_deadline() stayed at now (a timer loop spins)."""
+    t0 = 9.85012104914478
+    assert (t0 + 60.0) - 60.0 < t0  # the float edge this needs
+    conn = upgraded(HELLO)
+    greet(conn)
+    ready = b'{"op":0,"s":1,"t":"READY","d":{"session_id":"abc","v":10}}'
+    conn.receive(frame(TEXT, ready), now=t0)
+    for _ in range(130):  # over the send limit: the rest waits in the queue
+        conn.update_presence(status="idle", now=t0)
+    deadline = conn.next_deadline()
+    assert deadline is not None
+    while deadline < t0 + 61:
+        conn.receive(frame(TEXT, b'{"op":11}'), now=deadline)  # keep heartbeats acknowledged
+        conn.handle_timer(deadline)
+        after = conn.next_deadline()
+        assert after is not None and after > deadline, (deadline, after)
+        deadline = after

@@ -27,7 +27,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from wsproto import ConnectionType, WSConnection
@@ -293,6 +293,17 @@ def _upgrade_headers(headers: object) -> list[tuple[bytes, bytes]]:
     if not any(name.lower() == b"user-agent" for name, _ in out):
         out.insert(0, (b"User-Agent", USER_AGENT.encode("ascii")))
     return out
+
+
+def _sendable_session_id(session_id: object) -> TypeGuard[str]:
+    """Whether READY's ``session_id`` can go back in a RESUME (spec 22, 26)."""
+    if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
+        return False
+    try:
+        session_id.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. an ETF binary that is not UTF-8
+        return False
+    return True
 
 
 class DiscordConnection:
@@ -1437,9 +1448,10 @@ class DiscordConnection:
             if type(data) is not dict:
                 data = {}
             session_id = data.get("session_id")
-            if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
+            if not _sendable_session_id(session_id):
                 # It goes back in every RESUME: one that cannot (over 4096 bytes
-                # with the token) would make resume() fail on every attempt.
+                # with the token, or text that cannot be encoded, such as an ETF
+                # binary that is not UTF-8) would make resume() fail on every attempt.
                 raise RemoteProtocolError(f"READY without a valid session_id: {_brief(session_id)}")
             # After our close frame went out, the READY answering our IDENTIFY may
             # still arrive: its session is real (and resumable unless we closed

@@ -44,7 +44,10 @@ class CommandRateLimiter:
 
     def _prune(self, now: float) -> None:
         sent = self._sent
-        while sent and sent[0] <= now - SEND_WINDOW:
+        # Computed as next_free() computes it: in floating point (t + 60) - 60
+        # can be below t, and a command next_free() announced as due would
+        # then stay in the window, so a timer loop at that deadline would spin.
+        while sent and sent[0] + SEND_WINDOW <= now:
             sent.popleft()
 
     def try_acquire(self, now: float, heartbeat_interval: float | None) -> bool:

@@ -22,15 +22,7 @@ from .mutators import mutate
 #: Failure classes known today whose fix is being made elsewhere (branch, issue item).
 #: The fuzz test reports them without failing; a class not listed here fails it.
 #: Keys are substrings of ``Violation.signature``. Empty this as the fixes land.
-KNOWN_OPEN: dict[str, str] = {
-    "resume:raised:InvalidCommand@discord_gateway/codec.py:dumps": (
-        "an ETF READY session_id that is not UTF-8 cannot be sent back in RESUME "
-        "(FUZZ_FINDINGS.md F3, core)"
-    ),
-    "handle_timer:spinning timer": (
-        "queued commands: the send window's edge in floating point (FUZZ_FINDINGS.md F4, core)"
-    ),
-}
+KNOWN_OPEN: dict[str, str] = {}
 
 
 @dataclass

@@ -134,7 +134,7 @@ def test_hello_interval_etf_bignum() -> None:
     assert_timer_sane(conn)
 
 
-# -- FUZZ_FINDINGS.md F1: READY's resume_gateway_url ---------------------------------------
+# -- fuzz finding F1: READY's resume_gateway_url ---------------------------------------
 
 
 def test_resume_url_with_control_character_in_host() -> None:
@@ -202,12 +202,9 @@ def test_text_frame_over_the_cap_while_closing_is_not_buffered() -> None:
     assert traced_peak(conn, chunks) < 4 * MAX_PAYLOAD_SIZE + 1024 * 1024
 
 
-# -- FUZZ_FINDINGS.md F2: the adapters' greeting after HELLO ---------------------------------
+# -- fuzz finding F2: the adapters' greeting after HELLO ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="FUZZ_FINDINGS.md F2: the adapters must greet only in state hello"
-)
 def test_adapter_survives_hello_and_op7_in_one_read() -> None:
     """HELLO then op 7 in one read: the adapter's IDENTIFY raised LocalProtocolError (closing)."""
     from discord_gateway.adapters import _base
@@ -229,12 +226,9 @@ def test_adapter_survives_hello_and_op7_in_one_read() -> None:
     assert step.out  # our close frame goes out; the shard lives on
 
 
-# -- FUZZ_FINDINGS.md F3: an ETF session_id that is not UTF-8 ---------------------------------
+# -- fuzz finding F3: an ETF session_id that is not UTF-8 ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="FUZZ_FINDINGS.md F3: READY's session_id must be encodable (core)"
-)
 def test_etf_session_id_not_utf8() -> None:
     """ETF READY with a session_id that is not UTF-8: every resume() raised InvalidCommand.
 
@@ -266,12 +260,9 @@ def test_etf_session_id_not_utf8() -> None:
         assert conn.identify(token="t0ken", intents=513, now=1.0)
 
 
-# -- FUZZ_FINDINGS.md F4: the send limit's window edge in floating point -----------------------
+# -- fuzz finding F4: the send limit's window edge in floating point -----------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="FUZZ_FINDINGS.md F4: the send window prunes as next_free() counts (core)"
-)
 def test_queued_commands_release_at_the_deadline_they_announce() -> None:
     """next_free() said t0 + 60, but try_acquire(t0 + 60) kept t0 in the window because
     (t0 + 60) - 60 < t0 in floating point: handle_timer released nothing and

@@ -50,8 +50,9 @@ def site() -> Iterator[Path]:
     _need(importlib.util.find_spec("mkdocs") is not None, "mkdocs (pip install -e '.[docs]')")
     _need(shutil.which("dot") is not None, "graphviz's dot (apt-get install graphviz)")
     with tempfile.TemporaryDirectory() as out:
+        # Not -q: with it, mkdocs 1.6 hides the warnings that --strict turns into failures.
         build = subprocess.run(
-            [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", out],
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", out],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -79,15 +79,30 @@ def _promote(body: str, level: int) -> str:
     return "\n".join(out).strip() + "\n"
 
 
+#: Links between README sections, where the site has the section as a page.
+_README_ANCHORS = {
+    "#robustness": "robustness.md",
+    "#testing": "testing.md",
+    "#the-local-gateway-server": "local-server.md",
+    "#deviant-server-profiles": "local-server.md#deviant-server-profiles",
+    "#the-lifecycle": "lifecycle.md",
+    "#using-the-core": "core.md",
+}
+
+
 def fix_links(text: str) -> str:
     """Links written for the repository's root, made to work inside the site."""
 
     def replace(match: re.Match[str]) -> str:
         target = match["target"]
+        if target in _README_ANCHORS:  # a README section that is a page of its own here
+            return f"[{match['text']}]({_README_ANCHORS[target]})"
         if re.match(r"[a-z]+:|#", target):
             return match[0]
-        if target.startswith("docs/") and target.endswith(".md"):
-            return f"[{match['text']}]({target.removeprefix('docs/')})"
+        page, _, anchor = target.partition("#")
+        if page.startswith("docs/") and page.endswith(".md"):
+            page = page.removeprefix("docs/")
+            return f"[{match['text']}]({page}#{anchor})" if anchor else f"[{match['text']}]({page})"
         label = match["text"]
         return label if label.startswith("`") else f"`{target}`" if label == target else label
 

@@ -197,3 +197,10 @@ def test_hook_sections_and_links() -> None:
         "[guide](testing.md), `LICENSE`, [x](https://a.b)"
     )
     assert hooks.fix_links("[`a.py`](discord_gateway/a.py)") == "`a.py`"
+    # README sections that are pages of their own on the site, and anchors into docs/.
+    assert hooks.fix_links("see [Robustness](#robustness), [x](#elsewhere)") == (
+        "see [Robustness](robustness.md), [x](#elsewhere)"
+    )
+    assert hooks.fix_links("[f](docs/testing.md#byte-level-fuzzing)") == (
+        "[f](testing.md#byte-level-fuzzing)"
+    )

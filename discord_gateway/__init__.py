@@ -91,3 +91,9 @@ __all__ = (
 from ._version import __version__ as __version__
 
 logging.getLogger("discord_gateway").addHandler(logging.NullHandler())
+
+# Intents and presence by name (issue 13).
+from .intents import Intents  # noqa: E402
+from .presence import Activity, ActivityType, Status  # noqa: E402
+
+__all__ += ("Intents", "Activity", "ActivityType", "Status")

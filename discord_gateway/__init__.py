@@ -46,7 +46,9 @@ from .events import (
     UnknownMessage,
 )
 from .fsm import State
+from .intents import Intents
 from .opcodes import CloseCode, Opcode, should_reconnect
+from .presence import Activity, ActivityType, Status
 
 __all__ = (
     "AuthenticationFailed",
@@ -86,14 +88,12 @@ __all__ = (
     "should_reconnect",
     "ConnectionFailed",
     "Disconnected",
+    "Intents",
+    "Activity",
+    "ActivityType",
+    "Status",
 )
 
 from ._version import __version__ as __version__
 
 logging.getLogger("discord_gateway").addHandler(logging.NullHandler())
-
-# Intents and presence by name (issue 13).
-from .intents import Intents  # noqa: E402
-from .presence import Activity, ActivityType, Status  # noqa: E402
-
-__all__ += ("Intents", "Activity", "ActivityType", "Status")

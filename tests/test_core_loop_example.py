@@ -73,3 +73,16 @@ def test_the_core_loop_exits_1_on_a_fatal_close() -> None:
         done = run_example(gateway.url, "wrong")
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith("fatal close 4004")
+
+
+def test_the_readme_core_loop_is_the_example() -> None:
+    # The README shows examples/core_loop.py's imports and loop verbatim, so the
+    # tests above (mypy --strict, the runs) cover what people copy.
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Using the core\n", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```\n", 1)[0]
+    imports, loop = block.split("\n\n\ndef open_socket(", 1)
+    example = EXAMPLE.read_text()
+    assert imports in example
+    assert "def open_socket(" + loop in example
+    assert "def run(" in loop and "conn.close(1000)" in loop

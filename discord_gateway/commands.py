@@ -31,6 +31,8 @@ from .presence import Activity, Status
 
 __all__ = (
     "ACTIVITY_KEYS",
+    "Activity",
+    "Status",
     "CHANNEL_INFO_FIELDS",
     "INTENTS_LIMIT",
     "PRESENCE_STATUSES",

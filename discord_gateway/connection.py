@@ -863,13 +863,13 @@ class DiscordConnection:
     def update_presence(
         self,
         *,
-        activities: Iterable[Mapping[str, Any]] = (),
-        status: str = "online",
+        activities: Iterable[commands.Activity | Mapping[str, Any]] = (),
+        status: commands.Status | str = "online",
         afk: bool = False,
         since: int | None = None,
         now: float | None = None,
     ) -> bytes:
-        """Update Presence (op 3)."""
+        """Update Presence (op 3); ``Status``/``Activity`` or Discord's raw strings and dicts."""
         data = commands.presence_data(activities=activities, status=status, afk=afk, since=since)
         return self.send_command(Opcode.PRESENCE_UPDATE, data, now=now)
 

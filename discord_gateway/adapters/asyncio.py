@@ -154,7 +154,7 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
     ``ConfigurationError`` here.
 
     ``intents`` is :class:`~discord_gateway.Intents` flags or an int; the
-    options are :class:`~discord_gateway.adapters._base.ShardKwargs`.
+    options are :class:`~discord_gateway.adapters.ShardKwargs`.
     ``before_identify`` is awaited before each IDENTIFY (not RESUME) with the
     shard: ``ShardManager`` paces session starts with it.
     """

@@ -71,7 +71,7 @@ class ShardManager:
     Without ``url`` or ``shard_count`` it asks ``{api_base}/gateway/bot``
     (``api_base`` defaults to Discord's API; point it at a local gateway's
     ``/api/v10`` in tests). The other options are every shard's
-    (:class:`~discord_gateway.adapters._base.ManagerOptions`). The commands
+    (:class:`~discord_gateway.adapters.ManagerOptions`). The commands
     (``update_voice_state``, ``request_guild_members``, ...) go to the shard
     that serves the guild; ``update_presence`` to every shard.
     """

@@ -66,7 +66,7 @@ class Shard(ShardCommands[None]):
     any thread. Bad options raise ``ConfigurationError`` here.
 
     ``intents`` is :class:`~discord_gateway.Intents` flags or an int; the
-    options are :class:`~discord_gateway.adapters._base.ShardKwargs`.
+    options are :class:`~discord_gateway.adapters.ShardKwargs`.
     """
 
     def __init__(

@@ -63,7 +63,7 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
     ``ConfigurationError`` here.
 
     ``intents`` is :class:`~discord_gateway.Intents` flags or an int; the
-    options are :class:`~discord_gateway.adapters._base.ShardKwargs`.
+    options are :class:`~discord_gateway.adapters.ShardKwargs`.
     """
 
     def __init__(

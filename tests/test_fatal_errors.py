@@ -189,3 +189,16 @@ def test_manager_send_wait_ready_and_exit_raise_the_fatal_error() -> None:
                     await asyncio.sleep(0.05)  # the forwarder hands the error on
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_manager_does_not_raise_again_on_exit_what_you_caught() -> None:
+    async def main() -> None:
+        async with serve() as gateway:
+            bot = ShardManager("wrong", intents=513, url=gateway.url, shard_count=1, **options())
+            async with bot:
+                with pytest.raises(AuthenticationFailed):
+                    await asyncio.wait_for(bot.wait_ready(), 5)
+                await asyncio.sleep(0.05)  # the forwarder hands the error on meanwhile
+            # leaving raised nothing: you were told already
+
+    asyncio.run(asyncio.wait_for(main(), 20))

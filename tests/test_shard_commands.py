@@ -224,3 +224,19 @@ def test_a_misspelt_option_fails_mypy_strict(tmp_path: Path) -> None:
     assert "bot.py:7: error" in out and "encodin" in out, out
     assert "bot.py:8: error" in out, out  # a str where seconds go
     assert "bot.py:9:" not in out, out  # every correct option passes
+
+
+def test_the_typed_options_are_exactly_shard_options_fields() -> None:
+    # ShardKwargs types Shard(**options); ShardOptions checks them at run time.
+    # An option added to one and not the other would be untyped or unusable.
+    from dataclasses import fields
+
+    from discord_gateway.adapters import ManagerOptions, ShardKwargs, ShardOptions
+
+    def annotation(value: object) -> str:
+        return str(getattr(value, "__forward_arg__", value))
+
+    declared = {f.name: str(f.type) for f in fields(ShardOptions)}
+    typed = {name: annotation(v) for name, v in ShardKwargs.__annotations__.items()}
+    assert typed == {k: v for k, v in declared.items() if k not in ("token", "intents", "url")}
+    assert set(ManagerOptions.__annotations__) == set(typed) - {"shard"}

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..commands import CHANNEL_INFO_FIELDS, Snowflake, validate_snowflake
-from ..errors import ConfigurationError, InvalidCommand, LocalProtocolError
+from ..errors import ConfigurationError, GatewayClosed, InvalidCommand, LocalProtocolError
 from ..events import Event, InvalidSession, Ready
 from ..intents import Intents
 from ..opcodes import Opcode
@@ -159,6 +159,17 @@ class ShardManager:
             self._error_raised = True
             raise self._error
 
+    @contextlib.contextmanager
+    def _telling(self) -> Iterator[None]:
+        """A shard's fatal error raised to you here is not raised again on exit."""
+        try:
+            yield
+        except GatewayClosed as exc:
+            if self._error is None or exc is self._error:
+                self._error = exc
+                self._error_raised = True
+            raise
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         url, count, concurrency = self._url, self._shard_count, self._max_concurrency
@@ -281,11 +292,13 @@ class ShardManager:
 
     async def wait_ready(self) -> None:
         """Wait until every shard's session is ready; raises a shard's fatal error."""
-        await asyncio.gather(*(shard.wait_ready() for shard in self.shards.values()))
+        with self._telling():
+            await asyncio.gather(*(shard.wait_ready() for shard in self.shards.values()))
 
     async def send(self, shard_id: int, op: Opcode | int, data: Any) -> None:
         """Send a raw command on one shard (see the typed commands below)."""
-        await self._shard(shard_id).send(op, data)
+        with self._telling():
+            await self._shard(shard_id).send(op, data)
 
     async def update_presence(
         self,
@@ -304,7 +317,8 @@ class ShardManager:
             s.update_presence(activities=activities, status=status, afk=afk, since=since)
             for s in shards
         ]
-        await asyncio.gather(*coros)
+        with self._telling():
+            await asyncio.gather(*coros)
 
     async def update_voice_state(
         self,
@@ -315,9 +329,10 @@ class ShardManager:
         self_deaf: bool = False,
     ) -> None:
         """Update Voice State (op 4) on the guild's shard."""
-        await self.shard_for_guild(guild_id).update_voice_state(
-            guild_id, channel_id, self_mute=self_mute, self_deaf=self_deaf
-        )
+        with self._telling():
+            await self.shard_for_guild(guild_id).update_voice_state(
+                guild_id, channel_id, self_mute=self_mute, self_deaf=self_deaf
+            )
 
     async def request_guild_members(
         self,
@@ -330,9 +345,15 @@ class ShardManager:
         nonce: str | None = None,
     ) -> None:
         """Request Guild Members (op 8) on the guild's shard."""
-        await self.shard_for_guild(guild_id).request_guild_members(
-            guild_id, query=query, limit=limit, presences=presences, user_ids=user_ids, nonce=nonce
-        )
+        with self._telling():
+            await self.shard_for_guild(guild_id).request_guild_members(
+                guild_id,
+                query=query,
+                limit=limit,
+                presences=presences,
+                user_ids=user_ids,
+                nonce=nonce,
+            )
 
     async def request_soundboard_sounds(self, guild_ids: Iterable[Snowflake]) -> None:
         """Request Soundboard Sounds (op 31): one request per shard, for its guilds."""
@@ -347,15 +368,17 @@ class ShardManager:
             shards[shard.options.shard[0]] = shard
         if not groups:
             raise InvalidCommand("guild_ids must hold at least one guild id")
-        await asyncio.gather(
-            *(shards[i].request_soundboard_sounds(ids) for i, ids in groups.items())
-        )
+        with self._telling():
+            await asyncio.gather(
+                *(shards[i].request_soundboard_sounds(ids) for i, ids in groups.items())
+            )
 
     async def request_channel_info(
         self, guild_id: Snowflake, fields: Iterable[str] = CHANNEL_INFO_FIELDS
     ) -> None:
         """Request Channel Info (op 43) on the guild's shard."""
-        await self.shard_for_guild(guild_id).request_channel_info(guild_id, fields)
+        with self._telling():
+            await self.shard_for_guild(guild_id).request_channel_info(guild_id, fields)
 
     async def close(self) -> None:
         await asyncio.gather(*(shard.close() for shard in self.shards.values()))

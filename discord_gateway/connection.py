@@ -431,7 +431,7 @@ class DiscordConnection:
                 f"use one of {SUPPORTED_API_VERSIONS} (10 is current)"
             )
         if self._version < 9:
-            _LOG.warning("gateway API version %d is deprecated (spec 3): use 10", self._version)
+            _LOG.warning("gateway API version %d is deprecated: use 10", self._version)
         if compress is True or compress is False or compress is None:
             self.transport_compression: str | None = None
             self.payload_compression = bool(compress)
@@ -809,7 +809,7 @@ class DiscordConnection:
         if size > MAX_SEND_SIZE:
             raise InvalidCommand(
                 f"{op.name} payload is {size} bytes; Discord closes with 4002 over "
-                f"{MAX_SEND_SIZE} (spec 42)"
+                f"{MAX_SEND_SIZE}: send less"
             )
         return payload, text_or_bytes
 
@@ -839,7 +839,7 @@ class DiscordConnection:
                 + (
                     "the connection is closing"
                     if self.closing
-                    else "send IDENTIFY or RESUME first (spec 18: anything earlier gets 4003)"
+                    else "send IDENTIFY or RESUME first (Discord closes with 4003 otherwise)"
                 )
             )
         try:
@@ -862,7 +862,7 @@ class DiscordConnection:
             return self._frame(text_or_bytes)
         if len(queue) >= self._max_queued_commands:
             raise CommandQueueFull(
-                f"{len(queue)} commands already wait for the send limit (spec 41); "
+                f"{len(queue)} commands already wait for the send limit (120 per 60 s); "
                 "slow down or raise max_queued_commands"
             )
         queue.append((payload, text_or_bytes))
@@ -874,13 +874,13 @@ class DiscordConnection:
     def update_presence(
         self,
         *,
-        activities: Iterable[Mapping[str, Any]] = (),
-        status: str = "online",
+        activities: Iterable[commands.Activity | Mapping[str, Any]] = (),
+        status: commands.Status | str = "online",
         afk: bool = False,
         since: int | None = None,
         now: float | None = None,
     ) -> bytes:
-        """Update Presence (op 3)."""
+        """Update Presence (op 3); ``Status``/``Activity`` or Discord's raw strings and dicts."""
         data = commands.presence_data(activities=activities, status=status, afk=afk, since=since)
         return self.send_command(Opcode.PRESENCE_UPDATE, data, now=now)
 
@@ -983,10 +983,10 @@ class DiscordConnection:
         if compress and self.transport_compression is not None:
             raise InvalidCommand(
                 "payload compression can't be combined with transport compression "
-                f"{self.transport_compression!r} (spec 36)"
+                f"{self.transport_compression!r}: choose one or the other"
             )
         if compress and self.encoding != "json":
-            raise InvalidCommand("payload compression works with JSON only (spec 36)")
+            raise InvalidCommand("payload compression works with JSON only: use encoding='json'")
         data = commands.identify_data(
             token=token,
             intents=intents,
@@ -1046,7 +1046,7 @@ class DiscordConnection:
         if state is State.CONNECTING:
             reason = "wait for HELLO (the first event of every connection)"
         elif state in (State.IDENTIFYING, State.RESUMING, State.READY):
-            reason = "IDENTIFY or RESUME was already sent on this connection (spec 18)"
+            reason = "IDENTIFY or RESUME was already sent on this connection (once only)"
         else:
             reason = "the connection is closing or closed; reconnect() first"
         raise LocalProtocolError(f"can't {what} in state {state.value!r}: {reason}")
@@ -1112,7 +1112,7 @@ class DiscordConnection:
                 meaning = close_policy(code).meaning
                 raise LocalProtocolError(
                     f"the gateway closed with fatal code {code} ({meaning}); "
-                    "reconnecting cannot succeed (spec 31)"
+                    "reconnecting cannot succeed: fix the cause and start again"
                 )
             self._attempts = 0
         elif state is not State.RECONNECTING and self._upgrade_sent:

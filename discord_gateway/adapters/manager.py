@@ -13,14 +13,17 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from ..events import Event, InvalidSession, Ready
+from ..events import Disconnected, Event, InvalidSession, Ready
 from ..opcodes import Opcode
 from ..sharding import GatewayBotInfo, IdentifyScheduler
 from ._base import DEFAULT_URL, ShardOptions
 from .asyncio import Shard
+
+if TYPE_CHECKING:  # cluster hooks (issue 14); importing them never imports redis
+    from ..cluster._base import EventSink, IdentifyQueue, SessionStore, ShardHooks
 
 __all__ = ("ShardEvent", "ShardManager")
 
@@ -68,6 +71,10 @@ class ShardManager:
         url: str | None = None,
         max_concurrency: int | None = None,
         api_base: str = DISCORD_API,
+        # -- cluster hooks (issue 14, discord_gateway.cluster) --
+        scheduler: IdentifyScheduler | IdentifyQueue | None = None,
+        session_store: SessionStore | None = None,
+        event_sink: EventSink | None = None,
         **shard_options: Any,
     ) -> None:
         if shard_count is not None and (not _is_int(shard_count) or shard_count < 1):
@@ -116,6 +123,29 @@ class ShardManager:
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # -- cluster hooks (issue 14) --
+        # scheduler: an IdentifyScheduler replaces the one built at start(); an
+        # IdentifyQueue (RedisIdentifyScheduler) is awaited instead of it.
+        # session_store: shards RESUME their saved sessions, saved as they go.
+        # event_sink: every dispatch is published there too.
+        self._queue: IdentifyQueue | None = None
+        self._given_scheduler: IdentifyScheduler | None = None
+        self._hooks: ShardHooks | None = None
+        if isinstance(scheduler, IdentifyScheduler):
+            self._given_scheduler = scheduler
+        elif scheduler is not None:
+            from ..cluster._base import IdentifyQueue as _Queue
+
+            if not isinstance(scheduler, _Queue):
+                raise ConfigurationError(
+                    "scheduler must be an IdentifyScheduler or have async acquire and "
+                    f"release methods, not {type(scheduler).__name__}"
+                )
+            self._queue = scheduler
+        if session_store is not None or event_sink is not None:
+            from ..cluster._base import ShardHooks as _Hooks
+
+            self._hooks = _Hooks(session_store=session_store, event_sink=event_sink)
 
     def __repr__(self) -> str:
         return f"<ShardManager {len(self.shards)} shards>"
@@ -148,6 +178,8 @@ class ShardManager:
             )
         else:
             self.scheduler = IdentifyScheduler(concurrency or 1)
+        if self._given_scheduler is not None:  # cluster hook (issue 14)
+            self.scheduler = self._given_scheduler
         ids = self._shard_ids if self._shard_ids is not None else list(range(count))
         for shard_id in ids:
             if not 0 <= shard_id < count:
@@ -161,6 +193,9 @@ class ShardManager:
                 **self._options,
             )
         self._tasks.append(loop.create_task(self._schedule()))
+        if self._hooks is not None:  # cluster hook (issue 14): RESUME saved sessions
+            for shard_id, shard in self.shards.items():
+                await self._hooks.restore(shard_id, shard)
         for shard_id, shard in self.shards.items():
             shard.start()
             self._tasks.append(loop.create_task(self._forward(shard_id, shard)))
@@ -169,6 +204,9 @@ class ShardManager:
         """Wait for this shard's turn to IDENTIFY."""
         assert self.scheduler is not None and shard.options.shard is not None
         shard_id = shard.options.shard[0]
+        if self._queue is not None:  # cluster hook (issue 14): the shared queue
+            await self._queue.acquire(shard_id)
+            return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         stale = self._waiting.pop(shard_id, None)
@@ -204,6 +242,13 @@ class ShardManager:
                     # spec 60: the identify was answered; free the bucket slot.
                     self.scheduler.released(shard_id, loop.time())
                     self._wake.set()
+                # -- cluster hooks (issue 14) --
+                if self._queue is not None and isinstance(
+                    event, (Ready, InvalidSession, Disconnected)
+                ):
+                    await self._queue.release(shard_id)  # spec 60
+                if self._hooks is not None:
+                    await self._hooks.on_event(shard_id, event)
                 await self._room.acquire()
                 self._events.put_nowait(ShardEvent(shard_id, event))
         except Exception as exc:
@@ -227,11 +272,17 @@ class ShardManager:
     async def send(self, shard_id: int, op: Opcode | int, data: Any) -> None:
         await self.shards[shard_id].send(op, data)
 
-    async def close(self) -> None:
-        await asyncio.gather(*(shard.close() for shard in self.shards.values()))
+    async def close(self, code: int = 1000) -> None:
+        """Close every shard with ``code``: 1000 ends the sessions; another code
+        (4000) keeps them resumable, e.g. for a restart with a ``session_store``."""
+        await asyncio.gather(*(shard.close(code) for shard in self.shards.values()))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._hooks is not None:  # cluster hook (issue 14): save or drop the sessions
+            for shard_id in self.shards:
+                await self._hooks.finish(shard_id, session_ended=code in (1000, 1001))
+            await self._hooks.close()
         for future in self._waiting.values():
             future.cancel()
         self._events.put_nowait(_Done(None))

@@ -26,6 +26,7 @@ from redis_server import RedisServer, needs_redis, running_redis
 redis = pytest.importorskip("redis.asyncio", reason="the redis extra is not installed")
 
 from discord_gateway.cluster import (  # noqa: E402
+    NotShardOwner,
     RedisEventSink,
     RedisIdentifyScheduler,
     RedisSessionStore,
@@ -379,5 +380,43 @@ def test_send_command_checks_the_opcode(redis_server: RedisServer) -> None:
             await send_command(redis_server.url, 0, 2, {})  # IDENTIFY: never from workers
         entry = await send_command(redis_server.url, 0, 3, {"status": "idle"})
         assert "-" in entry
+
+    asyncio.run(main())
+
+
+# -- fencing -------------------------------------------------------------------------------
+
+
+def test_writes_are_fenced_by_the_shard_owner(redis_server: RedisServer) -> None:
+    """A process whose shard another process claimed can neither save the session
+    nor publish; after a data loss (no owner key at all) writes go through."""
+
+    async def main() -> None:
+        client = redis.Redis.from_url(redis_server.url)
+        mine = {0: "a:1"}
+        store = RedisSessionStore(redis_server.url, owner_value=mine.get)
+        sink = RedisEventSink(redis_server.url, owner_value=mine.get)
+        saved = SavedSession("s", 1, None, time.time())
+        event = Dispatch("MESSAGE_CREATE", 2, {"n": 1}, {})
+        await store.save(0, saved)  # no owner key: Redis lost it, nobody took over
+        await client.set("discord_gateway:owner:0", "a:1")
+        await store.save(0, saved)
+        await client.set("discord_gateway:owner:0", "b:2")  # taken over
+        with pytest.raises(NotShardOwner):
+            await store.save(0, saved)
+        with pytest.raises(NotShardOwner):
+            await store.save(1, saved)  # never ours
+        sink.publish(0, "s", event)
+        await sink.flush()
+        assert sink.refused == {0} and sink.published == 0
+        assert await client.xlen("discord_gateway:events") == 0
+        await client.set("discord_gateway:owner:0", "a:1")
+        sink.publish(0, "s", event)
+        sink.publish(0, "s", event)  # the same dispatch again (a replay): once
+        await sink.flush()
+        assert sink.published == 1
+        assert await client.xlen("discord_gateway:events") == 1
+        await sink.aclose()
+        await client.aclose()
 
     asyncio.run(main())

@@ -151,6 +151,7 @@ class ClusterNode:
         self._grace_until = 0.0
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
+        self._closing = False
         #: What happened, for logs and tests: (time.time(), what, shard id).
         self.history: list[tuple[float, str, int]] = []
 
@@ -185,26 +186,28 @@ class ClusterNode:
         loop = asyncio.get_running_loop()
         first = True
         while True:
+            wait = period
             try:
                 await self._tick(loop.time(), first)
                 first = False
             except (RedisError, OSError) as exc:
                 LOG.warning("node %s: Redis unreachable (%r)", self.node_id, exc)
+                wait = min(period, 0.2)  # renew as soon as it is back
             await self._stop_unrenewed(loop.time())
             await self._stop_refused()
-            await asyncio.sleep(period)
+            await asyncio.sleep(wait)
 
     async def _tick(self, now: float, first: bool) -> None:
         redis = self._redis
         nodes = f"{self.prefix}:nodes"
         wall_ms = int(time.time() * 1000)
-        pipe = redis.pipeline(transaction=False)
-        pipe.zadd(nodes, {self.node_id: wall_ms + int(self.lease * 1000)})
-        pipe.zremrangebyscore(nodes, "-inf", wall_ms)
-        pipe.zcard(nodes)
-        pipe.set(f"{self.prefix}:epoch", secrets.token_hex(8), nx=True)
-        pipe.get(f"{self.prefix}:epoch")
-        *_, live, _, epoch = await pipe.execute()
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(nodes, {self.node_id: wall_ms + int(self.lease * 1000)})
+            pipe.zremrangebyscore(nodes, "-inf", wall_ms)
+            pipe.zcard(nodes)
+            pipe.set(f"{self.prefix}:epoch", secrets.token_hex(8), nx=True)
+            pipe.get(f"{self.prefix}:epoch")
+            *_, live, _, epoch = await pipe.execute()
         if self._epoch is not None and epoch != self._epoch:
             LOG.warning(
                 "node %s: Redis lost its data; waiting one lease before claiming", self.node_id
@@ -218,8 +221,8 @@ class ClusterNode:
             else:
                 LOG.warning("node %s: shard %d was taken over; stopping it", self.node_id, shard_id)
                 await self._stop_shard(shard_id, save=False)
-        if first:
-            return  # let nodes starting together see each other before claiming
+        if first or self._closing:
+            return  # first: let nodes starting together see each other before claiming
         if now < self._grace_until:
             return
         share = math.ceil(self.shard_count / max(int(live), 1))
@@ -354,12 +357,16 @@ class ClusterNode:
         self.history.append((time.time(), "stopped", shard_id))
 
     async def close(self) -> None:
-        """Hand every shard on: resumable close, session saved, lease given up."""
+        """Hand every shard on: resumable close, session saved, lease given up.
+
+        The leases are renewed until the sessions are saved (a slow close
+        must not let them expire first)."""
+        self._closing = True
+        await asyncio.gather(*(self._stop_shard(s, save=True) for s in list(self.owned)))
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.gather(*(self._stop_shard(s, save=True) for s in list(self.owned)))
         with contextlib.suppress(RedisError, OSError):
             await self._redis.zrem(f"{self.prefix}:nodes", self.node_id)
         await self.hooks.close()

@@ -361,7 +361,10 @@ return 0
 
 # KEYS: session, owner ('' = no fencing); ARGV: json, ttl_ms, owner value
 _SAVE = """
-if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+if KEYS[2] ~= '' then  -- fencing, as in _PUBLISH
+  local current = redis.call('GET', KEYS[2])
+  if current and current ~= ARGV[3] then return 0 end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
@@ -431,7 +434,12 @@ class RedisSessionStore:
 # -> number of entries added, or -1 when not the owner
 _PUBLISH = """
 local owner = KEYS[#KEYS]
-if owner ~= '' and redis.call('GET', owner) ~= ARGV[4] then return -1 end
+-- Fencing: refused once another process holds the shard. A missing key (Redis
+-- lost its data, or the lease lapsed and nobody took it) does not refuse.
+if owner ~= '' then
+  local current = redis.call('GET', owner)
+  if current and current ~= ARGV[4] then return -1 end
+end
 local last = redis.call('HMGET', KEYS[1], 'session', 'seq')
 local last_seq = -1
 if last[1] == ARGV[3] then last_seq = tonumber(last[2]) end
@@ -549,34 +557,34 @@ class RedisEventSink:
                 raise
 
     async def _send(self, batch: dict[int, list[tuple[str, Dispatch]]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        calls: list[int] = []
-        for shard_id, items in batch.items():
-            # One script call per (shard, session) run: a new session restarts the count.
-            runs: list[list[tuple[str, Dispatch]]] = []
-            for item in items:
-                if runs and runs[-1][0][0] == item[0]:
-                    runs[-1].append(item)
-                else:
-                    runs.append([item])
-            owner_key, value = "", ""
-            if self.owner_value is not None:
-                token = self.owner_value(shard_id)
-                owner_key = f"{self.prefix}:owner:{shard_id}"
-                value = token if token is not None else "-"
-            for run in runs:
-                streams: list[str] = []
-                args: list[Any] = [self.maxlen, shard_id, run[0][0], value, len(run)]
-                for _, event in run:
-                    stream = self.stream_for(event.name)
-                    if stream not in streams:
-                        streams.append(stream)
-                    args += [streams.index(stream) + 1, event.seq, event.name]
-                    args.append(json.dumps(event.data, separators=(",", ":"), default=str))
-                keys = [f"{self.prefix}:published:{shard_id}", *streams, owner_key]
-                await self._publish(keys=keys, args=args, client=pipe)
-                calls.append(shard_id)
-        results = await pipe.execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            calls: list[int] = []
+            for shard_id, items in batch.items():
+                # One script call per (shard, session) run: a new session restarts the count.
+                runs: list[list[tuple[str, Dispatch]]] = []
+                for item in items:
+                    if runs and runs[-1][0][0] == item[0]:
+                        runs[-1].append(item)
+                    else:
+                        runs.append([item])
+                owner_key, value = "", ""
+                if self.owner_value is not None:
+                    token = self.owner_value(shard_id)
+                    owner_key = f"{self.prefix}:owner:{shard_id}"
+                    value = token if token is not None else "-"
+                for run in runs:
+                    streams: list[str] = []
+                    args: list[Any] = [self.maxlen, shard_id, run[0][0], value, len(run)]
+                    for _, event in run:
+                        stream = self.stream_for(event.name)
+                        if stream not in streams:
+                            streams.append(stream)
+                        args += [streams.index(stream) + 1, event.seq, event.name]
+                        args.append(json.dumps(event.data, separators=(",", ":"), default=str))
+                    keys = [f"{self.prefix}:published:{shard_id}", *streams, owner_key]
+                    await self._publish(keys=keys, args=args, client=pipe)
+                    calls.append(shard_id)
+            results = await pipe.execute()
         self.round_trips += 1
         for shard_id, added in zip(calls, results, strict=True):
             if added == -1:

@@ -28,7 +28,7 @@ from redis_server import RedisServer, needs_redis, running_redis
 
 redis = pytest.importorskip("redis.asyncio", reason="the redis extra is not installed")
 
-from discord_gateway.cluster import consume  # noqa: E402
+from discord_gateway.cluster import consume, send_command  # noqa: E402
 
 pytestmark = [needs_redis, pytest.mark.slow]
 
@@ -285,7 +285,14 @@ def test_a_rolling_restart_resumes_every_shard_and_loses_nothing(
                 nodes.start("b")
                 await _until(lambda: len(gateway.store.sessions) == shards, 20, "4 sessions")
                 traffic.start()
-                await asyncio.sleep(0.5)
+                # A worker asks shard 1 to update its presence: its owner sends op 3.
+                presence = {"since": None, "activities": [], "status": "idle", "afk": False}
+                await send_command(redis_server.url, 1, 3, presence)
+                await _until(
+                    lambda: any(d == presence for _, d, _ in _received(gateway, 3)), 5, "op 3"
+                )
+                (_, _, index), *_ = (r for r in _received(gateway, 3) if r[1] == presence)
+                assert _shard_of_connection(gateway)[index] == 1
                 for old, new in (("a", "a2"), ("b", "b2")):
                     resumes = len(_received(gateway, 6))
                     moving = [
@@ -314,3 +321,19 @@ def test_a_rolling_restart_resumes_every_shard_and_loses_nothing(
         await client.aclose()
 
     asyncio.run(main())
+
+
+def test_the_cluster_demo_runs_and_shows_the_takeover() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "discord_gateway", "cluster-demo", "--lease", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.count("gateway: IDENTIFY shard") == 4
+    assert "kill -9 of process b" in out
+    assert out.count("gateway: RESUME of shard") == 2
+    assert "(no IDENTIFY)" in out and "lost 0, duplicated 0" in out and "0 consumed twice" in out
+    assert out.rstrip().endswith("done")

@@ -346,6 +346,7 @@ def test_dispatches_reach_the_stream_once_and_a_group_consumes_each_once(
         assert names.count(b"MESSAGE_CREATE") == 200
         assert names.count(b"READY") == 2 and names.count(b"RESUMED") == 2
         assert sink.round_trips < len(entries) / 5  # pipelined
+        print(f"\n{len(entries)} entries in {sink.round_trips} round trips")
         # Two workers of one group: every entry consumed once in all.
         seen: dict[str, list[str]] = {"w1": [], "w2": []}
 
@@ -418,5 +419,68 @@ def test_writes_are_fenced_by_the_shard_owner(redis_server: RedisServer) -> None
         assert await client.xlen("discord_gateway:events") == 1
         await sink.aclose()
         await client.aclose()
+
+    asyncio.run(main())
+
+
+# -- ShardManager with the shared scheduler ------------------------------------------------
+
+
+def test_two_managers_share_the_redis_identify_queue(redis_server: RedisServer) -> None:
+    """Two ShardManagers (as two processes would) with disjoint shard ids and one
+    Redis queue: the gateway, enforcing spec 21, sees no two IDENTIFYs of a bucket
+    within 5 s and answers none with op 9."""
+
+    async def main() -> None:
+        config = _config(4, max_concurrency=2, enforce_identify_concurrency=True)
+        async with serve(config) as gateway:
+            managers = [
+                ShardManager(
+                    gateway.token,
+                    intents=1,
+                    shard_count=4,
+                    shard_ids=ids,
+                    url=gateway.url,
+                    scheduler=RedisIdentifyScheduler(redis_server.url, 2, margin=0.05),
+                )
+                for ids in ([0, 1], [2, 3])
+            ]
+            for bot in managers:
+                await bot.start()
+            await asyncio.gather(
+                *(_run_until(bot, lambda ev: _count(ev, Ready) == 2, 20) for bot in managers)
+            )
+            identified = sorted(
+                (r.at, r.data["shard"][0])
+                for c in gateway.connections
+                for r in c.received
+                if r.op == 2
+            )
+            assert len(identified) == 4
+            for bucket in (0, 1):
+                times = [at for at, shard in identified if shard % 2 == bucket]
+                assert times[1] - times[0] >= 5.0, times
+            assert not [p for c in gateway.connections for p in c.sent if p.get("op") == 9]
+            for bot in managers:
+                await bot.close()
+                assert bot._queue is not None
+                await bot._queue.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+
+
+def test_a_manager_takes_a_given_in_memory_scheduler() -> None:
+    from discord_gateway.sharding import IdentifyScheduler
+
+    async def main() -> None:
+        scheduler = IdentifyScheduler(4)
+        async with serve(_config(2)) as gateway:
+            bot = ShardManager(
+                gateway.token, intents=1, shard_count=2, url=gateway.url, scheduler=scheduler
+            )
+            await bot.start()
+            assert bot.scheduler is scheduler
+            await _run_until(bot, lambda ev: _count(ev, Ready) == 2)  # 4 buckets: no wait
+            await bot.close()
 
     asyncio.run(main())

@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 
 REDIS_SERVER = shutil.which("redis-server")
-needs_redis = pytest.mark.skipif(
-    REDIS_SERVER is None,
-    reason="redis-server is not installed (run .ci/redis.sh as root to install it)",
-)
+NO_REDIS_SERVER = "redis-server is not installed (run .ci/redis.sh as root to install it)"
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason=NO_REDIS_SERVER)
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from discord_gateway.errors import ConfigurationError
 from discord_gateway.sharding import IdentifyLimitExhausted, SessionStartLimit
 from discord_gateway.testing import ServerConfig, serve
 
-from redis_server import RedisServer, needs_redis, running_redis
+from redis_server import NO_REDIS_SERVER, REDIS_SERVER, RedisServer, running_redis
 
 redis = pytest.importorskip("redis.asyncio", reason="the redis extra is not installed")
 
@@ -37,11 +37,10 @@ from discord_gateway.cluster import (  # noqa: E402
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if not needs_redis.args[0]:  # skipif(False): the binary is there
-        with running_redis(tmp_path) as server:
-            yield server
-    else:
-        pytest.skip(needs_redis.kwargs["reason"])
+    if REDIS_SERVER is None:
+        pytest.skip(NO_REDIS_SERVER)
+    with running_redis(tmp_path) as server:
+        yield server
 
 
 def test_importing_the_package_does_not_import_redis() -> None:
@@ -201,8 +200,8 @@ def _count(events: list[ShardEvent], kind: type) -> int:
 def test_a_restarted_manager_resumes_every_shard(backend: str, tmp_path: Path) -> None:
     """Close with a resumable code, start a new manager on the same store: every
     shard RESUMEs (no IDENTIFY, no new session), and what was missed is replayed."""
-    if backend == "redis" and needs_redis.args[0]:
-        pytest.skip(needs_redis.kwargs["reason"])
+    if backend == "redis" and REDIS_SERVER is None:
+        pytest.skip(NO_REDIS_SERVER)
 
     async def main(url: str | None) -> None:
         store: Any = MemorySessionStore() if url is None else RedisSessionStore(url)
@@ -407,6 +406,8 @@ def test_writes_are_fenced_by_the_shard_owner(redis_server: RedisServer) -> None
             await store.save(0, saved)
         with pytest.raises(NotShardOwner):
             await store.save(1, saved)  # never ours
+        with pytest.raises(NotShardOwner):
+            await store.delete(0)
         sink.publish(0, "s", event)
         await sink.flush()
         assert sink.refused == {0} and sink.published == 0

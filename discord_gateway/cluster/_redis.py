@@ -369,6 +369,16 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
+# KEYS: session, owner ('' = no fencing); ARGV: owner value
+_DELETE = """
+if KEYS[2] ~= '' then  -- fencing, as in _PUBLISH
+  local current = redis.call('GET', KEYS[2])
+  if current and current ~= ARGV[1] then return 0 end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 
 class RedisSessionStore:
     """A :class:`~discord_gateway.cluster.SessionStore` in Redis.
@@ -394,6 +404,7 @@ class RedisSessionStore:
         #: ``owner_value(shard_id) -> str | None``: the fencing token to check.
         self.owner_value = owner_value
         self._save = self._redis.register_script(_SAVE)
+        self._delete = self._redis.register_script(_DELETE)
         self.writes = 0
 
     def _key(self, shard_id: int) -> str:
@@ -424,7 +435,15 @@ class RedisSessionStore:
             raise NotShardOwner(f"shard {shard_id} is owned by another process now")
 
     async def delete(self, shard_id: int) -> None:
-        await self._redis.delete(self._key(shard_id))
+        """Forget the session (it ended); fenced like :meth:`save`."""
+        owner_key, value = "", ""
+        if self.owner_value is not None:
+            token = self.owner_value(shard_id)
+            if token is None:
+                raise NotShardOwner(f"this process does not own shard {shard_id}")
+            owner_key, value = f"{self.prefix}:owner:{shard_id}", token
+        if not await self._delete(keys=[self._key(shard_id), owner_key], args=[value]):
+            raise NotShardOwner(f"shard {shard_id} is owned by another process now")
 
 
 # -- event fan-out ------------------------------------------------------------------
@@ -680,7 +699,11 @@ async def consume(
             name = stream.decode() if isinstance(stream, bytes) else str(stream)
             if ids.get(name) != ">" and not entries:
                 ids[name] = ">"  # no more pending: read new entries
-            batch += [_decode(name, i, f) for i, f in entries if f]
+            for entry_id, fields in entries:
+                if fields:
+                    batch.append(_decode(name, entry_id, fields))
+                else:  # pending, but trimmed away by MAXLEN: nothing left to deliver
+                    await client.xack(name, group, entry_id)
         for event in batch:
             yield event
             await client.xack(event.stream, group, event.id)

@@ -485,3 +485,43 @@ def test_a_manager_takes_a_given_in_memory_scheduler() -> None:
             await bot.close()
 
     asyncio.run(main())
+
+
+# -- ClusterNode in this process -------------------------------------------------------------
+
+
+def test_a_node_claims_its_share_and_respects_the_shared_budget(
+    redis_server: RedisServer,
+) -> None:
+    """Two nodes split four shards; with one session start left in the shared
+    budget, one shard identifies and the others stop with IdentifyLimitExhausted."""
+    from discord_gateway.cluster import ClusterNode
+
+    async def main() -> None:
+        async with serve(_config(4, max_concurrency=4)) as gateway:
+            options: dict[str, Any] = {
+                "intents": 1,
+                "shard_count": 4,
+                "url": gateway.url,
+                "max_concurrency": 4,
+                "lease": 0.6,
+            }
+            limit = SessionStartLimit(1000, 1, 3600.0, 4)
+            a = ClusterNode(
+                redis_server.url, gateway.token, node_id="a", session_start_limit=limit, **options
+            )
+            b = ClusterNode(redis_server.url, gateway.token, node_id="b", **options)
+            async with a, b:
+
+                def failures() -> list[str]:
+                    return [f for n in (a, b) for _, f, _ in n.history if f.startswith("failed")]
+
+                deadline = asyncio.get_running_loop().time() + 10
+                while len(failures()) < 3:
+                    assert asyncio.get_running_loop().time() < deadline, (a.history, b.history)
+                    await asyncio.sleep(0.05)
+                assert len(a.owned) == len(b.owned) == 2  # fair shares
+                assert all("IdentifyLimitExhausted" in f for f in failures())
+                assert gateway.store.identify_count == 1
+
+    asyncio.run(main())

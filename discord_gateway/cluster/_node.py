@@ -49,6 +49,7 @@ from redis.exceptions import RedisError, ResponseError
 from ..adapters.asyncio import Shard
 from ..errors import ConfigurationError
 from ..events import Disconnected, Event, InvalidSession, Ready
+from ..sharding import SessionStartLimit
 from ._base import ShardHooks
 from ._redis import (
     COMMAND_OPCODES,
@@ -106,6 +107,7 @@ class ClusterNode:
         per_event_type: bool = False,
         maxlen: int = 100_000,
         identify_margin: float = 0.25,
+        session_start_limit: SessionStartLimit | None = None,
         **shard_options: Any,
     ) -> None:
         if isinstance(shard_count, bool) or not isinstance(shard_count, int) or shard_count < 1:
@@ -122,6 +124,8 @@ class ClusterNode:
         self.max_shards = max_shards
         self.node_id = node_id or f"node-{secrets.token_hex(4)}"
         self.shard_options = shard_options
+        #: A fresh ``GET /gateway/bot`` budget to share with every node at start (spec 20).
+        self.session_start_limit = session_start_limit
         self.scheduler = RedisIdentifyScheduler(
             self._redis,
             max_concurrency,
@@ -184,6 +188,13 @@ class ClusterNode:
     async def _run(self) -> None:
         period = self.lease / 3
         loop = asyncio.get_running_loop()
+        while self.session_start_limit is not None:
+            try:
+                await self.scheduler.update_limit(self.session_start_limit)
+                break
+            except (RedisError, OSError) as exc:
+                LOG.warning("node %s: Redis unreachable (%r)", self.node_id, exc)
+                await asyncio.sleep(0.2)
         first = True
         while True:
             wait = period

@@ -51,6 +51,51 @@ def test_importing_the_package_does_not_import_redis() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_without_the_redis_client_the_redis_names_say_what_to_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None  # as if the extra were not installed\n"
+        "import discord_gateway.cluster as cluster\n"
+        "assert cluster.MemorySessionStore\n"
+        "try:\n"
+        "    cluster.ClusterNode\n"
+        "except ImportError as exc:\n"
+        "    assert \"pip install 'discord-gateway[redis]'\" in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('no ImportError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_saved_resume_url_the_core_refuses_is_dropped() -> None:
+    from discord_gateway.cluster._base import restore_session
+    from discord_gateway.connection import DiscordConnection
+
+    conn = DiscordConnection("wss://gateway.discord.gg")
+    restore_session(conn, SavedSession("s", 7, "wss://evil.example/", time.time()))
+    assert (conn.session_id, conn.sequence, conn.resume_gateway_url) == ("s", 7, None)
+    conn = DiscordConnection("wss://gateway.discord.gg")
+    good = "wss://gateway-us-east1-b.discord.gg"
+    restore_session(conn, SavedSession("s", 7, good, time.time()))
+    assert conn.resume_gateway_url == good and conn.should_resume
+
+
+def test_saved_sessions_refuse_malformed_data() -> None:
+    assert SavedSession.from_dict({"session_id": "s", "sequence": 1, "saved_at": 1.0}) == (
+        SavedSession("s", 1, None, 1.0)
+    )
+    for bad in (
+        None,
+        [],
+        {"session_id": "", "sequence": 1, "saved_at": 1.0},
+        {"session_id": "s", "sequence": True, "saved_at": 1.0},
+        {"session_id": "s", "sequence": -1, "saved_at": 1.0},
+        {"session_id": "s", "sequence": 1, "saved_at": "now"},
+        {"session_id": "s", "sequence": 1, "saved_at": 1.0, "resume_gateway_url": 5},
+    ):
+        assert SavedSession.from_dict(bad) is None
+
+
 # -- the identify queue ----------------------------------------------------------------
 
 

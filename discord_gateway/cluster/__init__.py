@@ -88,7 +88,7 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module(module_name, __name__)
     except ModuleNotFoundError as exc:
-        if exc.name != "redis":
+        if (exc.name or "").split(".")[0] not in ("redis", "hiredis"):
             raise
         raise ImportError(
             f"discord_gateway.cluster.{name} needs the redis client: "

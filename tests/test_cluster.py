@@ -570,3 +570,44 @@ def test_a_node_claims_its_share_and_respects_the_shared_budget(
                 assert gateway.store.identify_count == 1
 
     asyncio.run(main())
+
+
+def test_a_worker_keeps_consuming_across_a_redis_restart(redis_server: RedisServer) -> None:
+    """The group vanishes with Redis's data: consume() creates it again and goes on."""
+
+    async def main() -> None:
+        got: list[int] = []
+
+        async def worker() -> None:
+            async for event in consume(redis_server.url, "workers", "w1", block=0.1):
+                got.append(event.seq)
+
+        task = asyncio.create_task(worker())
+        sink = RedisEventSink(redis_server.url)
+        sink.publish(0, "s", Dispatch("MESSAGE_CREATE", 1, {}, {}))
+        await sink.flush()
+        while got != [1]:
+            await asyncio.sleep(0.02)
+        redis_server.restart()
+        sink.publish(0, "s", Dispatch("MESSAGE_CREATE", 2, {}, {}))
+        await asyncio.wait_for(_retry_flush(sink), 5)
+        await asyncio.wait_for(_until_seen(got, 2), 5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await sink.aclose()
+
+    asyncio.run(main())
+
+
+async def _retry_flush(sink: RedisEventSink) -> None:
+    while True:
+        try:
+            await sink.flush()
+            return
+        except Exception:
+            await asyncio.sleep(0.05)
+
+
+async def _until_seen(got: list[int], seq: int) -> None:
+    while seq not in got:
+        await asyncio.sleep(0.02)

@@ -115,6 +115,7 @@ class ClusterNode:
         if not 0.3 <= lease <= 3600:
             raise ConfigurationError(f"lease must be between 0.3 and 3600 seconds, not {lease!r}")
         self._redis = _client(redis)
+        self._own_client = isinstance(redis, str)
         self.token = token
         self.intents = intents
         self.shard_count = shard_count
@@ -383,4 +384,6 @@ class ClusterNode:
         await self.hooks.close()
         await self.sink.aclose()
         await self.scheduler.aclose()
+        if self._own_client:
+            await self._redis.aclose()
         self._closed.set()

@@ -205,6 +205,7 @@ class RedisIdentifyScheduler:
                 f"answer_timeout must be at least {interval} s, not {answer_timeout}"
             )
         self._redis = _client(redis)
+        self._own_client = isinstance(redis, str)  # made from a URL: ours to close
         self.max_concurrency = max_concurrency
         self.prefix = prefix
         self.interval = interval + margin
@@ -328,11 +329,14 @@ class RedisIdentifyScheduler:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
+        """Stop listening for notifications (and close the client made from a URL)."""
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        if self._own_client:
+            await self._redis.aclose()
 
 
 # -- ownership -------------------------------------------------------------------
@@ -399,6 +403,7 @@ class RedisSessionStore:
         owner_value: Any = None,
     ) -> None:
         self._redis = _client(redis)
+        self._own_client = isinstance(redis, str)  # made from a URL: ours to close
         self.prefix = prefix
         self.max_age = max_age
         #: ``owner_value(shard_id) -> str | None``: the fencing token to check.
@@ -433,6 +438,11 @@ class RedisSessionStore:
         )
         if not ok:
             raise NotShardOwner(f"shard {shard_id} is owned by another process now")
+
+    async def aclose(self) -> None:
+        """Close the client made from a URL."""
+        if self._own_client:
+            await self._redis.aclose()
 
     async def delete(self, shard_id: int) -> None:
         """Forget the session (it ended); fenced like :meth:`save`."""
@@ -507,6 +517,7 @@ class RedisEventSink:
         owner_value: Any = None,
     ) -> None:
         self._redis = _client(redis)
+        self._own_client = isinstance(redis, str)  # made from a URL: ours to close
         self.prefix = prefix
         self.maxlen = maxlen
         self.per_event_type = per_event_type
@@ -613,10 +624,14 @@ class RedisEventSink:
                 self.published += int(added)
 
     async def aclose(self) -> None:
+        """Stop the flush timer (call :meth:`flush` first to keep what is buffered),
+        and close the client made from a URL."""
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
+        if self._own_client:
+            await self._redis.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,45 +686,64 @@ async def consume(
     stream, "$": new entries only). ``streams`` defaults to ``{prefix}:events``.
     """
     client = _client(redis)
-    names = streams or [f"{prefix}:events"]
-    for name in names:
-        try:
-            await client.xgroup_create(name, group, id=start, mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-    ids: dict[Any, Any] = dict.fromkeys(names, "0")  # our own pending entries first
-    while True:
-        batch: list[StreamEvent] = []
-        try:
-            if claim_idle is not None:
-                for name in names:
-                    claim: Any = await client.xautoclaim(
-                        name, group, consumer, int(claim_idle * 1000), "0-0", count=count
-                    )
-                    batch += [_decode(name, i, f) for i, f in claim[1] if f]
-            reply: Any = await client.xreadgroup(
-                group, consumer, ids, count=count, block=int(block * 1000)
-            )
-        except (RedisError, OSError) as exc:
-            LOG.warning("consume: Redis unreachable (%r); retrying", exc)
-            await asyncio.sleep(0.5)
-            continue
-        for stream, entries in reply or []:
-            name = stream.decode() if isinstance(stream, bytes) else str(stream)
-            if ids.get(name) != ">" and not entries:
-                ids[name] = ">"  # no more pending: read new entries
-            for entry_id, fields in entries:
-                if fields:
-                    batch.append(_decode(name, entry_id, fields))
-                else:  # pending, but trimmed away by MAXLEN: nothing left to deliver
-                    await client.xack(name, group, entry_id)
-        for event in batch:
-            yield event
-            await client.xack(event.stream, group, event.id)
-        if not reply:
+    try:
+        names = streams or [f"{prefix}:events"]
+
+        async def create_groups() -> None:
             for name in names:
-                ids[name] = ">"
+                try:
+                    await client.xgroup_create(name, group, id=start, mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+
+        await create_groups()
+        ids: dict[Any, Any] = dict.fromkeys(names, "0")  # our own pending entries first
+        while True:
+            batch: list[StreamEvent] = []
+            try:
+                if claim_idle is not None:
+                    for name in names:
+                        claim: Any = await client.xautoclaim(
+                            name, group, consumer, int(claim_idle * 1000), "0-0", count=count
+                        )
+                        batch += [_decode(name, i, f) for i, f in claim[1] if f]
+                reply: Any = await client.xreadgroup(
+                    group, consumer, ids, count=count, block=int(block * 1000)
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost its data (a restart without persistence): start again.
+                LOG.warning("consume: the consumer group is gone; creating it again")
+                await create_groups()
+                continue
+            except (RedisError, OSError) as exc:
+                LOG.warning("consume: Redis unreachable (%r); retrying", exc)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(RedisError, OSError):
+                    await create_groups()
+                continue
+            for stream, entries in reply or []:
+                name = stream.decode() if isinstance(stream, bytes) else str(stream)
+                if ids.get(name) != ">" and not entries:
+                    ids[name] = ">"  # no more pending: read new entries
+                for entry_id, fields in entries:
+                    if fields:
+                        batch.append(_decode(name, entry_id, fields))
+                    else:  # pending, but trimmed away by MAXLEN: nothing left to deliver
+                        await client.xack(name, group, entry_id)
+            for event in batch:
+                yield event
+                # Not acknowledged (Redis unreachable): delivered again, at least once.
+                with contextlib.suppress(RedisError, OSError):
+                    await client.xack(event.stream, group, event.id)
+            if not reply:
+                for name in names:
+                    ids[name] = ">"
+    finally:
+        if isinstance(redis, str):  # the client made here
+            await client.aclose()
 
 
 async def send_command(
@@ -728,12 +762,16 @@ async def send_command(
             f"workers may send {sorted(int(o) for o in COMMAND_OPCODES)}, not op {op!r}"
         )
     client = _client(redis)
-    entry = await client.xadd(
-        f"{prefix}:commands:{shard_id}",
-        {"op": int(op), "d": json.dumps(data)},
-        maxlen=maxlen,
-        approximate=True,
-    )
+    try:
+        entry = await client.xadd(
+            f"{prefix}:commands:{shard_id}",
+            {"op": int(op), "d": json.dumps(data)},
+            maxlen=maxlen,
+            approximate=True,
+        )
+    finally:
+        if isinstance(redis, str):
+            await client.aclose()
     return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 

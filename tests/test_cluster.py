@@ -611,3 +611,47 @@ async def _retry_flush(sink: RedisEventSink) -> None:
 async def _until_seen(got: list[int], seq: int) -> None:
     while seq not in got:
         await asyncio.sleep(0.02)
+
+
+def test_a_node_cut_off_from_redis_stops_its_shards_then_takes_them_back(
+    redis_server: RedisServer,
+) -> None:
+    """Without Redis for longer than a lease, a node cannot know that nobody took
+    its shards over: it stops them (no two processes run one shard). Once Redis
+    is back, it claims and runs them again."""
+    from discord_gateway.cluster import ClusterNode
+    from discord_gateway.testing import ConnectionState
+
+    async def main() -> None:
+        async with serve(_config(2, max_concurrency=2)) as gateway:
+
+            def live() -> int:
+                return sum(c.state is ConnectionState.CONNECTED for c in gateway.connections)
+
+            node = ClusterNode(
+                redis_server.url,
+                gateway.token,
+                intents=1,
+                shard_count=2,
+                url=gateway.url,
+                max_concurrency=2,
+                lease=0.6,
+            )
+            async with node:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 10
+                while live() < 2:
+                    assert loop.time() < deadline
+                    await asyncio.sleep(0.05)
+                redis_server.stop()
+                while node.owned or live():
+                    assert loop.time() < deadline, node.history
+                    await asyncio.sleep(0.05)
+                assert [what for _, what, _ in node.history].count("stopped") == 2
+                redis_server.start()
+                deadline = loop.time() + 10
+                while live() < 2 or len(node.owned) < 2:
+                    assert loop.time() < deadline, node.history
+                    await asyncio.sleep(0.05)
+
+    asyncio.run(main())

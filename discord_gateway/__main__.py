@@ -267,11 +267,28 @@ def _connect(args: argparse.Namespace) -> int:
     return run_connect(intents=args.intents, seconds=args.seconds, api_base=args.api_base)
 
 
+# -- cluster-demo (issue 14) --
+def _cluster_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", help="a Redis URL (default: start a throwaway redis-server)")
+    parser.add_argument("--shards", type=int, default=4, help="shard count (default 4)")
+    parser.add_argument("--lease", type=float, default=2.0, help="lease in seconds (default 2)")
+
+
+def _cluster_demo(args: argparse.Namespace) -> int:
+    from .cluster.demo import run_cluster_demo
+
+    return run_cluster_demo(args.redis, shards=args.shards, lease=args.lease)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "demo": ("run the offline demo against the embedded local gateway", _demo),
     "connect": ("connect to the real Discord gateway with DISCORD_TOKEN", _connect),
     "diagram": ("print the lifecycle state diagram (mermaid)", _diagram),
     "serve": ("run a local Discord gateway on 127.0.0.1 for offline tests", _serve),
+    "cluster-demo": (
+        "two gateway processes and two workers on Redis: pacing, kill -9, takeover",
+        _cluster_demo,
+    ),
 }
 
 #: Options of the commands that take some.
@@ -279,6 +296,7 @@ ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "demo": _demo_arguments,
     "connect": _connect_arguments,
     "serve": _serve_arguments,
+    "cluster-demo": _cluster_demo_arguments,
 }
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..commands import CHANNEL_INFO_FIELDS, Snowflake, validate_snowflake
 from ..errors import ConfigurationError, GatewayClosed, InvalidCommand, LocalProtocolError
-from ..events import Event, InvalidSession, Ready
+from ..events import Disconnected, Event, InvalidSession, Ready
 from ..intents import Intents
 from ..opcodes import Opcode
 from ..presence import Activity, Status
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._base import ManagerOptions
+    # cluster hooks (issue 14); importing them never imports redis
+    from ..cluster._base import EventSink, IdentifyQueue, SessionStore, ShardHooks
 
 __all__ = ("ShardEvent", "ShardManager")
 
@@ -86,6 +88,10 @@ class ShardManager:
         url: str | None = None,
         max_concurrency: int | None = None,
         api_base: str = DISCORD_API,
+        # -- cluster hooks (issue 14, discord_gateway.cluster) --
+        scheduler: IdentifyScheduler | IdentifyQueue | None = None,
+        session_store: SessionStore | None = None,
+        event_sink: EventSink | None = None,
         **shard_options: Unpack[ManagerOptions],
     ) -> None:
         if shard_count is not None and (not _is_int(shard_count) or shard_count < 1):
@@ -136,6 +142,29 @@ class ShardManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._error: BaseException | None = None
         self._error_raised = False
+        # -- cluster hooks (issue 14) --
+        # scheduler: an IdentifyScheduler replaces the one built at start(); an
+        # IdentifyQueue (RedisIdentifyScheduler) is awaited instead of it.
+        # session_store: shards RESUME their saved sessions, saved as they go.
+        # event_sink: every dispatch is published there too.
+        self._queue: IdentifyQueue | None = None
+        self._given_scheduler: IdentifyScheduler | None = None
+        self._hooks: ShardHooks | None = None
+        if isinstance(scheduler, IdentifyScheduler):
+            self._given_scheduler = scheduler
+        elif scheduler is not None:
+            from ..cluster._base import IdentifyQueue as _Queue
+
+            if not isinstance(scheduler, _Queue):
+                raise ConfigurationError(
+                    "scheduler must be an IdentifyScheduler or have async acquire and "
+                    f"release methods, not {type(scheduler).__name__}"
+                )
+            self._queue = scheduler
+        if session_store is not None or event_sink is not None:
+            from ..cluster._base import ShardHooks as _Hooks
+
+            self._hooks = _Hooks(session_store=session_store, event_sink=event_sink)
 
     def __repr__(self) -> str:
         return f"<ShardManager {len(self.shards)} shards>"
@@ -186,6 +215,8 @@ class ShardManager:
             )
         else:
             self.scheduler = IdentifyScheduler(concurrency or 1)
+        if self._given_scheduler is not None:  # cluster hook (issue 14)
+            self.scheduler = self._given_scheduler
         ids = self._shard_ids if self._shard_ids is not None else list(range(count))
         for shard_id in ids:
             if not 0 <= shard_id < count:
@@ -199,6 +230,9 @@ class ShardManager:
                 **self._options,
             )
         self._tasks.append(loop.create_task(self._schedule()))
+        if self._hooks is not None:  # cluster hook (issue 14): RESUME saved sessions
+            for shard_id, shard in self.shards.items():
+                await self._hooks.restore(shard_id, shard)
         for shard_id, shard in self.shards.items():
             shard.start()
             self._tasks.append(loop.create_task(self._forward(shard_id, shard)))
@@ -207,6 +241,9 @@ class ShardManager:
         """Wait for this shard's turn to IDENTIFY."""
         assert self.scheduler is not None and shard.options.shard is not None
         shard_id = shard.options.shard[0]
+        if self._queue is not None:  # cluster hook (issue 14): the shared queue
+            await self._queue.acquire(shard_id)
+            return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         stale = self._waiting.pop(shard_id, None)
@@ -242,6 +279,13 @@ class ShardManager:
                     # spec 60: the identify was answered; free the bucket slot.
                     self.scheduler.released(shard_id, loop.time())
                     self._wake.set()
+                # -- cluster hooks (issue 14) --
+                if self._queue is not None and isinstance(
+                    event, (Ready, InvalidSession, Disconnected)
+                ):
+                    await self._queue.release(shard_id)  # spec 60
+                if self._hooks is not None:
+                    await self._hooks.on_event(shard_id, event)
                 await self._room.acquire()
                 self._events.put_nowait(ShardEvent(shard_id, event))
         except Exception as exc:
@@ -380,11 +424,17 @@ class ShardManager:
         with self._telling():
             await self.shard_for_guild(guild_id).request_channel_info(guild_id, fields)
 
-    async def close(self) -> None:
-        await asyncio.gather(*(shard.close() for shard in self.shards.values()))
+    async def close(self, code: int = 1000) -> None:
+        """Close every shard with ``code``: 1000 ends the sessions; another code
+        (4000) keeps them resumable, e.g. for a restart with a ``session_store``."""
+        await asyncio.gather(*(shard.close(code) for shard in self.shards.values()))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._hooks is not None:  # cluster hook (issue 14): save or drop the sessions
+            for shard_id in self.shards:
+                await self._hooks.finish(shard_id, session_ended=code in (1000, 1001))
+            await self._hooks.close()
         for future in self._waiting.values():
             future.cancel()
         self._events.put_nowait(_Done(None))

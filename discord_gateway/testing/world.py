@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 __all__ = (
     "DISCORD_EPOCH_MS",
+    "AnyToken",
     "Dispatch",
     "Guild",
     "World",
@@ -572,3 +573,21 @@ class World:
             for channel in guild.channels:
                 if channel["id"] == str(data["channel_id"]):
                     channel["last_message_id"] = str(data["id"])
+
+
+class AnyToken(frozenset[str]):
+    """``ServerConfig(tokens=AnyToken())``: every non-empty token is accepted.
+
+    It still holds one token (Discord-shaped, the default) for whoever asks the
+    server which token to use (``LocalGateway.token``).
+    """
+
+    def __new__(cls, token: str | None = None) -> AnyToken:
+        if token is None:
+            from .server import DEFAULT_TOKEN
+
+            token = DEFAULT_TOKEN
+        return super().__new__(cls, {token})
+
+    def __contains__(self, token: object) -> bool:
+        return isinstance(token, str) and bool(token)

@@ -27,8 +27,14 @@ Control API (JSON in, JSON out):
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,7 +46,15 @@ from .rest import HttpRequest, http_response, parse_head
 if TYPE_CHECKING:
     from .serve import LocalGateway
 
-__all__ = ("CONTROL_PREFIX", "FACTORIES", "FAULTS", "handle_http", "read_head")
+__all__ = (
+    "CONTROL_PREFIX",
+    "FACTORIES",
+    "FAULTS",
+    "ctl",
+    "ctl_arguments",
+    "handle_http",
+    "read_head",
+)
 
 CONTROL_PREFIX = "/control/"
 _MAX_HEAD = 16 * 1024
@@ -235,3 +249,100 @@ async def _control(gateway: LocalGateway, request: HttpRequest, body: bytes) -> 
             return 408, {"message": f"no READY within {timeout} s", "code": 0}
         return 200, {"ready": True}
     return 404, {"message": f"no control route {request.method} {parts.path}", "code": 0}
+
+
+# -- ctl: the control API from the command line (``python -m discord_gateway ctl``) --------
+
+
+def ctl_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("DISCORD_GATEWAY_URL"),
+        help="the running gateway's URL as `serve` printed it, ws://127.0.0.1:PORT/ "
+        "(default: $DISCORD_GATEWAY_URL)",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    message = actions.add_parser("message", help="push MESSAGE_CREATE by the guild's owner")
+    message.add_argument("content")
+    message.add_argument("--channel", help="channel id (default: the first guild's #general)")
+    push = actions.add_parser("push", help="push what a world factory builds")
+    push.add_argument("factory", choices=sorted(FACTORIES))
+    push.add_argument("arguments", nargs="?", default="{}", help="its keyword arguments (JSON)")
+    dispatch = actions.add_parser("dispatch", help="push a raw dispatch")
+    dispatch.add_argument("name", help="event name, e.g. MESSAGE_CREATE")
+    dispatch.add_argument("data", help="the payload's d (JSON)")
+    fault = actions.add_parser("fault", help="inject a fault into a WebSocket connection")
+    fault.add_argument("fault", choices=list(FAULTS))
+    fault.add_argument("--connection", type=int, help="connection number (default: newest)")
+    fault.add_argument("--code", type=int, help="with close: the close code (default 4000)")
+    fault.add_argument("--reason", help="with close: the close reason")
+    fault.add_argument("--resumable", action="store_true", help="with invalid-session")
+    for name, text in (
+        ("sessions", "list sessions"),
+        ("connections", "list WebSocket connections"),
+        ("requests", "list the REST requests bots made"),
+    ):
+        actions.add_parser(name, help=text)
+    wait = actions.add_parser("wait-ready", help="wait until a bot got READY")
+    wait.add_argument("--count", type=int, default=1, help="how many sessions (default 1)")
+    wait.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+
+
+def ctl(args: argparse.Namespace) -> int:
+    """Run one ``ctl`` action; prints the answer as JSON. 0 on success, 1 on failure."""
+    if not args.url:
+        print(
+            "ctl needs the gateway's URL: --url ws://127.0.0.1:PORT/ (as serve printed it)",
+            file=sys.stderr,
+        )
+        return 1
+    parts = urlsplit(args.url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    base = f"{scheme}://{parts.netloc}{CONTROL_PREFIX}"
+    method, path, body = "GET", str(args.action), None
+    try:
+        if args.action == "message":
+            options = {"content": args.content}
+            if args.channel:
+                options["channel"] = args.channel
+            method, path, body = "POST", "push/message", options
+        elif args.action == "push":
+            method, path, body = "POST", f"push/{args.factory}", json.loads(args.arguments)
+        elif args.action == "dispatch":
+            method, body = "POST", {"name": args.name, "data": json.loads(args.data)}
+        elif args.action == "fault":
+            body = {"fault": args.fault, "connection": args.connection}
+            body.update({k: getattr(args, k) for k in ("code", "reason") if getattr(args, k)})
+            if args.resumable:
+                body["resumable"] = True
+            method = "POST"
+        elif args.action == "wait-ready":
+            path = f"wait-ready?count={args.count}&timeout={args.timeout}"
+    except json.JSONDecodeError as exc:
+        print(f"not JSON: {exc}", file=sys.stderr)
+        return 1
+    request = urllib.request.Request(
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=getattr(args, "timeout", 30.0) + 5) as reply:
+            answer = json.load(reply)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc).get("message", exc.reason)
+        except ValueError:
+            message = exc.reason
+        print(f"{args.action}: {message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"no local gateway at {args.url} ({exc}); "
+            "is `python -m discord_gateway serve` running?",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0

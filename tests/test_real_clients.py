@@ -43,7 +43,9 @@ async def push_reconnect_then_message(gateway: LocalGateway, content: str) -> No
 
 
 def test_discord_py() -> None:
-    discord = pytest.importorskip("discord")
+    discord = pytest.importorskip(
+        "discord", reason="discord.py (in the test extra) is not installed on this Python"
+    )
     logging.getLogger("discord").setLevel(logging.ERROR)  # no voice (PyNaCl) warnings
 
     async def main() -> None:
@@ -94,7 +96,9 @@ def test_discord_py() -> None:
 
 
 def test_hikari() -> None:
-    hikari = pytest.importorskip("hikari")
+    hikari = pytest.importorskip(
+        "hikari", reason="hikari (in the test extra) is not installed on this Python"
+    )
     logging.getLogger("hikari").setLevel(logging.ERROR)  # no optimization-level warning
 
     async def main() -> None:

@@ -187,3 +187,19 @@ def test_control_api_pushes_injects_and_lists() -> None:
             await bot.stop()
 
     run(main())
+
+
+def test_control_api_refuses_what_it_cannot_do() -> None:
+    async def main() -> None:
+        async with serve(ServerConfig(guild_ids=(5,))) as gateway:
+            status, body = await http(gateway, "GET", "/control/wait-ready?timeout=0.05")
+            assert status == 408 and "no READY" in body["message"]
+            assert (
+                await http(gateway, "POST", "/control/fault", {"fault": "reset", "connection": 3})
+            )[0] == 400
+            assert (await http(gateway, "POST", "/control/dispatch", {"data": {}}))[0] == 400
+            assert (await http(gateway, "POST", "/control/dispatch", [1]))[0] == 400
+            assert (await http(gateway, "GET", "/control/nope"))[0] == 404
+            assert (await http(gateway, "GET", "/elsewhere"))[0] == 404  # not under /api
+
+    run(main())

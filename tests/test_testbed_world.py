@@ -137,3 +137,24 @@ def test_default_token_is_discord_shaped_and_names_the_bot() -> None:
     user_id = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)).decode()
     assert user_id == ServerConfig().user["id"]
     assert bot_token(user_id) == DEFAULT_TOKEN
+
+
+def test_member_chunk_filters_by_query_and_limit() -> None:
+    world = World(BOT, (5,))
+    world.apply(*world.member_join("alice", guild_id=5))
+    world.apply(*world.member_join("alan", guild_id=5))
+    names = [
+        m["user"]["username"]
+        for m in world.members_chunk({"guild_id": 5, "query": "al"})["members"]
+    ]
+    assert sorted(names) == ["alan", "alice"]
+    assert len(world.members_chunk({"guild_id": 5, "query": "", "limit": 1})["members"]) == 1
+    assert world.members_chunk({"guild_id": 6, "query": ""})["members"] == []  # unknown guild
+
+
+def test_an_outage_keeps_the_guild_and_leaving_drops_it() -> None:
+    world = World(BOT, (5,))
+    world.apply(*world.guild_delete(5, unavailable=True))
+    assert world.guild_ids() == [5]
+    world.apply(*world.guild_delete(5))
+    assert world.guild_ids() == []

@@ -158,3 +158,15 @@ def test_an_outage_keeps_the_guild_and_leaving_drops_it() -> None:
     assert world.guild_ids() == [5]
     world.apply(*world.guild_delete(5))
     assert world.guild_ids() == []
+
+
+def test_the_world_keeps_only_the_newest_messages_of_its_own_channels() -> None:
+    from discord_gateway.testing.world import MAX_MESSAGES
+
+    world = World(BOT, (5,))
+    world.apply("MESSAGE_CREATE", {"id": "1", "channel_id": "999", "content": "elsewhere"})
+    assert world.messages == {}
+    for _ in range(MAX_MESSAGES + 1):
+        name, message = world.message("x")
+        world.apply(name, message)
+    assert len(world.messages) == MAX_MESSAGES and message["id"] in world.messages

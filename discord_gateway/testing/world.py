@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 __all__ = (
     "DISCORD_EPOCH_MS",
+    "MAX_MESSAGES",
     "AnyToken",
     "Dispatch",
     "Guild",
@@ -46,6 +47,8 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 
 #: Every permission but administrator, as Discord sends it: a decimal string.
 _EVERYONE_PERMISSIONS = str((1 << 50) - 1 & ~(1 << 3))
+#: How many messages a world keeps (for replies' ``referenced_message``).
+MAX_MESSAGES = 1000
 #: GUILD_TEXT and GUILD_CATEGORY channel types.
 _TEXT, _CATEGORY = 0, 4
 
@@ -567,12 +570,17 @@ class World:
         self.guilds[str(data["guild_id"])].members.pop(str(data["user"]["id"]), None)
 
     def _apply_message_create(self, data: Mapping[str, Any]) -> None:
-        self.messages[str(data["id"])] = copy.deepcopy(dict(data))
+        # Only messages in the world's channels are kept, the newest MAX_MESSAGES of
+        # them (a benchmark pushes 100,000s into channels we do not know).
         guild = self.guild_of(data["channel_id"])
-        if guild is not None:
-            for channel in guild.channels:
-                if channel["id"] == str(data["channel_id"]):
-                    channel["last_message_id"] = str(data["id"])
+        if guild is None:
+            return
+        self.messages[str(data["id"])] = dict(data)
+        while len(self.messages) > MAX_MESSAGES:
+            del self.messages[next(iter(self.messages))]
+        for channel in guild.channels:
+            if channel["id"] == str(data["channel_id"]):
+                channel["last_message_id"] = str(data["id"])
 
 
 class AnyToken(frozenset[str]):

@@ -300,6 +300,26 @@ ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
 }
 
 
+# --- issue 16: `ctl` drives a running `serve` over its control API ---------------------------
+
+
+def _ctl_arguments(parser: argparse.ArgumentParser) -> None:
+    from .testing.control import ctl_arguments
+
+    ctl_arguments(parser)
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    from .testing.control import ctl
+
+    return ctl(args)
+
+
+COMMANDS["ctl"] = ("drive a running local gateway: push events, inject faults, list sessions", _ctl)
+ARGUMENTS["ctl"] = _ctl_arguments
+# --- end of issue 16's block ---------------------------------------------------------------
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="python -m discord_gateway", formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

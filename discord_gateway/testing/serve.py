@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from . import control as _control  # issue 16 hook: REST and the control API
 from .faults import ConnectionFaults, Fault
 from .profiles import Deviations, deviations_profile
+from .rest import RestApi
 from .server import ConnectionState, GatewayServer, ServerConfig, SessionStore
 
 __all__ = ("LocalGateway", "TLSContexts", "serve", "tls_contexts")
@@ -88,6 +90,9 @@ class LocalGateway:
         self._transports: dict[GatewayServer, asyncio.WriteTransport] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
+        # issue 16 hook: REST routes (requests recorded) and the world they share
+        self.rest = RestApi(self.store)
+        self.world = self.store.world
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -212,6 +217,18 @@ class LocalGateway:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # --- issue 16 hook: a plain HTTP request (REST, control API) is answered by
+        # .control and is no gateway connection (fault indices count WebSockets only).
+        head = await _control.read_head(reader)
+        request = _control.plain_http(head)
+        if request is not None:
+            try:
+                await _control.handle_http(self, request, head, reader, writer)
+            finally:
+                self._tasks.discard(task)
+                self._notify()
+            return
+        # --- end of the issue 16 hook (head is fed to the connection below)
         server = GatewayServer(
             self.store, now=loop.time(), faults=self._faults_for(len(self.store.connections) + 1)
         )
@@ -221,6 +238,8 @@ class LocalGateway:
         self._wakers[server] = wake
         self._transports[server] = writer.transport
         read_task: asyncio.Task[bytes] | None = None
+        if head:  # issue 16 hook: the bytes read above
+            server.receive_data(head, loop.time())
         try:
             while True:
                 wake.clear()

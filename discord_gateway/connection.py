@@ -27,7 +27,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from wsproto import ConnectionType, WSConnection
@@ -1283,7 +1283,7 @@ class DiscordConnection:
                 self._fast_queue.append(data)
                 data = b""
             elif self._fast_frames:
-                data = self._take_fast_frames(data)
+                data = self._take_fast_frames(data, self._fast_queue, True)
         if data is None or data:
             self._feed_websocket(data)
         out: list[bytes] = []
@@ -1314,25 +1314,36 @@ class DiscordConnection:
                 exc.data = b"".join(out)
                 raise
 
-    def _take_fast_frames(self, data: bytes) -> bytes:
-        """Queue the plain data messages of ``data`` for the fast path (see
-        ``_fastframes``); return the bytes wsproto gets at once (those that
-        finish the frame it is in)."""
+    def _take_fast_frames(self, data: bytes, into: deque[Any], may_keep: bool) -> bytes:
+        """Split a read (or the rest of one) for the fast path (see ``_fastframes``).
+
+        Where wsproto is at a message boundary, the whole plain messages go to
+        ``into`` as chunks, and what follows them as bytes to look at again
+        once they are handled. Where wsproto is finishing a frame, the bytes
+        that finish it are returned for wsproto at once and the rest is queued
+        as bytes: only once wsproto has read that frame (and perhaps refused
+        it, which ends its parsing) is it known where the stream stands.
+        A data frame's header cut by the end of the read is kept back for the
+        next read if ``may_keep``. Returns the bytes wsproto gets now.
+        """
         start = _fastframes.boundary(self._ws)
         if start < 0 or start >= len(data):
             return data
+        if start:
+            into.append(data[start:])
+            return data[:start]
         if type(data) is not bytes:
             data = bytes(data)
-        queue = self._fast_queue
-        end = _fastframes.parse(data, start, self._codec.max_size, queue)
-        if end < len(data):
-            if _fastframes.incomplete_header(data, end):
-                self._fast_carry = data[end:]
-            elif end == start:
-                return data  # nothing taken: all of it is wsproto's
-            else:
-                queue.append(data[end:])
-        return data[:start] if start else b""
+        end = _fastframes.parse(data, 0, self._codec.max_size, into)
+        if end == len(data):
+            return b""
+        if may_keep and _fastframes.incomplete_header(data, end):
+            self._fast_carry = data[end:]
+            return b""
+        if end == 0:
+            return data  # nothing taken: all of it is wsproto's
+        into.append(data[end:])
+        return b""
 
     def _feed_websocket(self, data: bytes | None) -> None:
         try:
@@ -1365,7 +1376,21 @@ class DiscordConnection:
             while queue:
                 item = queue.popleft()
                 if not isinstance(item, tuple):
-                    self._feed_websocket(item)
+                    # The rest of a read, reached with all before it handled.
+                    if self._ws.state is ConnectionState.CLOSED:
+                        queue.clear()  # after the close frame nothing is read
+                        return
+                    fresh: deque[Any] = deque()
+                    rest = self._take_fast_frames(item, fresh, not queue)
+                    if rest is item:
+                        # All wsproto's, and so are the reads queued behind it:
+                        # it gets them at once, as without the fast path (it
+                        # cuts the chunks of a frame where its buffer ends).
+                        while queue and not isinstance(queue[0], tuple):
+                            rest += cast(bytes, queue.popleft())
+                    queue.extendleft(reversed(fresh))
+                    if rest:
+                        self._feed_websocket(rest)
                     break
                 text, data, finished = item
                 payload = codec.text(data, finished) if text else codec.binary(data, finished)

@@ -41,13 +41,12 @@ split.
 from __future__ import annotations
 
 from codecs import getincrementaldecoder
-from collections import deque
 from typing import Any
 
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
-__all__ = ("Chunk", "boundary", "incomplete_header", "parse")
+__all__ = ("Chunk", "boundary", "frame", "incomplete_header", "message")
 
 #: One frame's data as wsproto would deliver it: (text?, str or bytes, message finished?).
 Chunk = tuple[bool, Any, bool]
@@ -107,9 +106,11 @@ def incomplete_header(data: bytes, pos: int) -> bool:
     return (length == 126 and size < 4) or (length == 127 and size < 10)
 
 
-def _frame(data: bytes, pos: int, size: int, max_size: int) -> tuple[int, int]:
+def frame(data: bytes, pos: int, size: int, max_size: int) -> tuple[int, int]:
     """(payload start, end) of the unmasked frame at ``pos``, or (-1, -1) when it is
     not complete in ``data``, masked, not minimally encoded or over ``max_size``."""
+    if size - pos < 2:
+        return -1, -1
     length = data[pos + 1]
     if length < 126:  # also: mask bit clear
         start = pos + 2
@@ -135,69 +136,61 @@ def _frame(data: bytes, pos: int, size: int, max_size: int) -> tuple[int, int]:
     return start, end
 
 
-def parse(data: bytes, pos: int, max_size: int, out: deque[Any]) -> int:
-    """Append the chunks of the whole plain messages in ``data`` from ``pos`` on
-    to ``out``; return where they end (the rest belongs to wsproto).
+def message(data: bytes, pos: int, max_size: int) -> tuple[int, Any, int]:
+    """The plain message at ``pos``, taken whole or not at all: ``(kind, what, end)``.
+
+    ``kind`` 1: one text frame, ``what`` its text; 2: one binary frame, ``what``
+    its bytes; 0: a fragmented message, ``what`` its chunks (``Chunk``, one per
+    frame, as wsproto yields them); -1: not taken (anything not plain, a frame
+    or fragment missing, a control frame between fragments, invalid UTF-8):
+    from ``pos`` on the bytes are wsproto's. ``end``: where the message ends.
 
     ``pos`` must be a message boundary of wsproto's (``boundary()``). ``max_size``
     caps one frame's payload (a longer frame goes to wsproto, which streams it
     to the codec and its cap).
     """
     size = len(data)
-    append = out.append
-    while size - pos >= 2:
-        first = data[pos]
-        if first == 0x81 or first == 0x82:  # FIN, RSV clear, text / binary: the common case
-            length = data[pos + 1]
-            if length < 126 and pos + 2 + length <= size:
-                start = pos + 2
-                end = start + length
-            else:
-                start, end = _frame(data, pos, size, max_size)
-                if start < 0:
-                    break
-            if first == 0x81:
-                try:
-                    append((True, data[start:end].decode("utf-8"), True))
-                except UnicodeDecodeError:
-                    break  # wsproto closes with 1007
-            else:
-                append((False, data[start:end], True))
-            pos = end
-        elif first == 0x01 or first == 0x02:  # the first frame of a fragmented message
-            end = _fragmented(data, pos, size, max_size, out)
-            if end < 0:
-                break
-            pos = end
-        else:
-            break  # control frame, RSV bit, reserved opcode, stray continuation: wsproto
-    return pos
+    if size - pos < 2:
+        return -1, None, pos
+    first = data[pos]
+    if first == 0x81 or first == 0x82:  # FIN, RSV clear, text / binary: the common case
+        length = data[pos + 1]
+        start = pos + 2
+        end = start + length
+        if length >= 126 or end > size:
+            start, end = frame(data, pos, size, max_size)
+            if start < 0:
+                return -1, None, pos
+        if first == 0x82:
+            return 2, data[start:end], end
+        try:
+            return 1, data[start:end].decode("utf-8"), end
+        except UnicodeDecodeError:
+            return -1, None, pos  # wsproto closes with 1007
+    if first == 0x01 or first == 0x02:  # the first frame of a fragmented message
+        return _fragmented(data, pos, size, max_size)
+    return -1, None, pos  # control frame, RSV bit, reserved opcode, stray continuation
 
 
-def _fragmented(data: bytes, pos: int, size: int, max_size: int, out: deque[Any]) -> int:
-    """The fragmented message at ``pos``, taken whole or not at all: the end of
-    its last frame, or -1 (a frame missing or not plain, a control frame in
-    between, invalid UTF-8)."""
+def _fragmented(data: bytes, pos: int, size: int, max_size: int) -> tuple[int, Any, int]:
+    begin = pos
     text = data[pos] == 0x01
     decoder = _UTF8() if text else None
     chunks: list[Chunk] = []
     while True:
-        if size - pos < 2:
-            return -1
-        start, end = _frame(data, pos, size, max_size)
+        start, end = frame(data, pos, size, max_size)
         if start < 0:
-            return -1
+            return -1, None, begin
         finished = data[pos] == 0x80
         payload: Any = data[start:end]
         if decoder is not None:
             try:
                 payload = decoder.decode(payload, finished)
             except UnicodeDecodeError:
-                return -1
+                return -1, None, begin
         chunks.append((text, payload, finished))
         pos = end
         if finished:
-            out.extend(chunks)
-            return pos
+            return 0, chunks, pos
         if size - pos < 1 or data[pos] not in (0x00, 0x80):  # continuation frames only
-            return -1
+            return -1, None, begin

@@ -458,8 +458,8 @@ class DiscordConnection:
             )
         self.encoding = encoding
         self._fast_frames = fast_frames
-        # In stream order, behind what wsproto holds: chunks the fast path took
-        # out of a read (tuples) and bytes wsproto gets when they are reached.
+        # Reads not handled yet, in stream order, behind what wsproto holds (and
+        # the other fragments of a message the fast path took, as tuples).
         self._fast_queue: deque[_fastframes.Chunk | bytes] = deque()
         # A data frame's header cut by the end of a read, kept for the next one.
         self._fast_carry = b""
@@ -1274,18 +1274,16 @@ class DiscordConnection:
             # wsproto reports the lost transport ahead of anything still unread.
             self._fast_queue.clear()
             self._fast_carry = b""
+            self._feed_websocket(None)
         else:
             if self._fast_carry:
                 data = self._fast_carry + data
                 self._fast_carry = b""
-            if self._fast_queue:
-                # Behind what an error left unread, like wsproto's own buffer.
-                self._fast_queue.append(data)
-                data = b""
-            elif self._fast_frames:
-                data = self._take_fast_frames(data, self._fast_queue, True)
-        if data is None or data:
-            self._feed_websocket(data)
+            if self._fast_queue or (self._fast_frames and _fastframes.boundary(ws) >= 0):
+                # Read message by message as it is handled (_process_events).
+                self._fast_queue.append(data if type(data) is bytes else bytes(data))
+            else:
+                self._feed_websocket(data)
         out: list[bytes] = []
         while True:
             try:
@@ -1314,37 +1312,6 @@ class DiscordConnection:
                 exc.data = b"".join(out)
                 raise
 
-    def _take_fast_frames(self, data: bytes, into: deque[Any], may_keep: bool) -> bytes:
-        """Split a read (or the rest of one) for the fast path (see ``_fastframes``).
-
-        Where wsproto is at a message boundary, the whole plain messages go to
-        ``into`` as chunks, and what follows them as bytes to look at again
-        once they are handled. Where wsproto is finishing a frame, the bytes
-        that finish it are returned for wsproto at once and the rest is queued
-        as bytes: only once wsproto has read that frame (and perhaps refused
-        it, which ends its parsing) is it known where the stream stands.
-        A data frame's header cut by the end of the read is kept back for the
-        next read if ``may_keep``. Returns the bytes wsproto gets now.
-        """
-        start = _fastframes.boundary(self._ws)
-        if start < 0 or start >= len(data):
-            return data
-        if start:
-            into.append(data[start:])
-            return data[:start]
-        if type(data) is not bytes:
-            data = bytes(data)
-        end = _fastframes.parse(data, 0, self._codec.max_size, into)
-        if end == len(data):
-            return b""
-        if may_keep and _fastframes.incomplete_header(data, end):
-            self._fast_carry = data[end:]
-            return b""
-        if end == 0:
-            return data  # nothing taken: all of it is wsproto's
-        into.append(data[end:])
-        return b""
-
     def _feed_websocket(self, data: bytes | None) -> None:
         try:
             self._ws.receive_data(data)
@@ -1367,33 +1334,72 @@ class DiscordConnection:
         return RemoteProtocolError(f"invalid {what}: {_brief(str(exc), 200)}")
 
     def _process_events(self, out: list[bytes], now: float | None) -> None:
-        """Handle what was read, in stream order: wsproto's events, then the
-        fast path's queue (chunks, and bytes for wsproto, see ``_fastframes``)."""
-        codec = self._codec
+        """Handle what was read, in stream order: wsproto's events first, then
+        the reads queued for the fast path (see ``_fastframes``)."""
         queue = self._fast_queue
         while True:
             self._process_websocket_events(out, now)
-            while queue:
-                item = queue.popleft()
-                if not isinstance(item, tuple):
-                    # The rest of a read, reached with all before it handled.
-                    if self._ws.state is ConnectionState.CLOSED:
-                        queue.clear()  # after the close frame nothing is read
-                        return
-                    fresh: deque[Any] = deque()
-                    rest = self._take_fast_frames(item, fresh, not queue)
-                    if rest is item:
-                        # All wsproto's, and so are the reads queued behind it:
-                        # it gets them at once, as without the fast path (it
-                        # cuts the chunks of a frame where its buffer ends).
-                        while queue and not isinstance(queue[0], tuple):
-                            rest += cast(bytes, queue.popleft())
-                    queue.extendleft(reversed(fresh))
-                    if rest:
-                        self._feed_websocket(rest)
-                    break
+            if not queue:
+                return
+            item = queue.popleft()
+            if isinstance(item, tuple):  # a fragment of a message the fast path took
                 text, data, finished = item
+                codec = self._codec
                 payload = codec.text(data, finished) if text else codec.binary(data, finished)
+                if payload is not None:
+                    self._on_payload(payload, out, now)
+                continue
+            if self._ws.state is ConnectionState.CLOSED:
+                queue.clear()  # after the close frame nothing more is read
+                return
+            start = _fastframes.boundary(self._ws)
+            if 0 < start < len(item):
+                # Only once wsproto has read the end of the frame it is in (and
+                # perhaps refused it, which ends its parsing) is it known where
+                # the stream stands.
+                queue.appendleft(item[start:])
+                self._feed_websocket(item[:start])
+                continue
+            if start == 0:
+                item = self._fast_messages(item, out, now)
+                if not item:
+                    continue
+            # wsproto's from here, and so are the reads queued behind: it gets
+            # them at once, as it would without the fast path (it cuts the
+            # chunks of a frame where its buffer ends).
+            while queue and not isinstance(queue[0], tuple):
+                item += cast(bytes, queue.popleft())
+            self._feed_websocket(item)
+
+    def _fast_messages(self, data: bytes, out: list[bytes], now: float | None) -> bytes:
+        """Handle the plain messages at the start of ``data`` (wsproto is at a
+        message boundary); return the rest, which is wsproto's.
+
+        A message is handed to the codec once taken: if handling it raises,
+        the rest of ``data`` goes back to the front of the queue, as wsproto
+        keeps what it has not parsed yet. A data frame's header cut by the end
+        of the read is kept for the next read (``_fastframes.incomplete_header``).
+        """
+        codec = self._codec
+        max_size = codec.max_size
+        message = _fastframes.message
+        pos = 0
+        try:
+            while True:
+                kind, what, end = message(data, pos, max_size)
+                if kind < 0:
+                    break
+                pos = end
+                if kind == 2:
+                    payload = codec.binary(what, True)
+                elif kind == 1:
+                    payload = codec.text(what, True)
+                else:  # a fragmented message: its chunks one by one, as wsproto yields them
+                    queue = self._fast_queue
+                    if pos < len(data):
+                        queue.appendleft(data[pos:])
+                    queue.extendleft(reversed(what))
+                    return b""
                 if payload is None:
                     continue
                 if type(payload) is not dict:
@@ -1404,8 +1410,24 @@ class DiscordConnection:
                     self._on_dispatch(payload)
                 else:
                     self._on_control(payload, out, now)
-            else:
-                return
+        except BaseException:
+            if pos < len(data):
+                self._fast_queue.appendleft(data[pos:])
+            raise
+        if pos == len(data):
+            return b""
+        if not self._fast_queue and _fastframes.incomplete_header(data, pos):
+            self._fast_carry = data[pos:]
+            return b""
+        return data[pos:] if pos else data
+
+    def _on_payload(self, payload: Any, out: list[bytes], now: float | None) -> None:
+        if type(payload) is not dict:
+            raise RemoteProtocolError(f"gateway payload is not an object: {_brief(payload)}")
+        if payload.get("op") == 0:
+            self._on_dispatch(payload)
+        else:
+            self._on_control(payload, out, now)
 
     def _process_websocket_events(self, out: list[bytes], now: float | None) -> None:
         codec = self._codec

@@ -234,3 +234,15 @@ def test_a_cut_header_is_kept_for_the_next_read() -> None:
     assert _fastframes.boundary(conn._ws) == 0
     conn.receive(wire[cut:], now=1.0)
     assert [e.seq for e in conn.events() if hasattr(e, "seq")][-2:] == [2, 3]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DISCORD_GATEWAY_EXPECT_COMPILED"),
+    reason="only in the compiled build's run (benchmarks/compiled_suite.sh)",
+)
+def test_the_compiled_build_is_what_runs() -> None:
+    """The compiled suite must not silently test the pure-Python source tree."""
+    from discord_gateway import connection
+
+    for module in (connection, _fastframes):
+        assert not module.__file__.endswith(".py"), module.__file__  # type: ignore[union-attr]

@@ -155,12 +155,21 @@ def message(data: bytes, pos: int, max_size: int) -> tuple[int, Any, int]:
     first = data[pos]
     if first == 0x81 or first == 0x82:  # FIN, RSV clear, text / binary: the common case
         length = data[pos + 1]
-        start = pos + 2
-        end = start + length
-        if length >= 126 or end > size:
+        if length < 126:
+            start = pos + 2
+        elif length == 126 and size - pos >= 4:  # most gateway messages: 126 to 65535 bytes
+            start = pos + 4
+            length = (data[pos + 2] << 8) | data[pos + 3]
+            if length < 126:
+                return -1, None, pos  # not minimally encoded: wsproto refuses it
+        else:
             start, end = frame(data, pos, size, max_size)
             if start < 0:
                 return -1, None, pos
+            length = end - start
+        end = start + length
+        if end > size or length > max_size:
+            return -1, None, pos
         if first == 0x82:
             return 2, data[start:end], end
         try:

@@ -375,6 +375,7 @@ class DiscordConnection:
         "_url",
         "_version",
         "_ws",
+        "_ws_unread",
         "dispatch_handled",
         "encoding",
         "heartbeat_interval",
@@ -542,6 +543,9 @@ class DiscordConnection:
     def _new_websocket(self) -> None:
         """Per-WebSocket state; the session (and undelivered events) survive it."""
         self._ws = WSConnection(ConnectionType.CLIENT)
+        # Whether wsproto may have events we have not read: it gets no bytes
+        # while the fast path reads, and asking it for events costs ~1.5 us.
+        self._ws_unread = True
         self._fast_queue.clear()
         self._fast_carry = b""
         self._codec.reset()
@@ -1313,6 +1317,7 @@ class DiscordConnection:
                 raise
 
     def _feed_websocket(self, data: bytes | None) -> None:
+        self._ws_unread = True
         try:
             self._ws.receive_data(data)
         except Exception as exc:
@@ -1338,7 +1343,8 @@ class DiscordConnection:
         the reads queued for the fast path (see ``_fastframes``)."""
         queue = self._fast_queue
         while True:
-            self._process_websocket_events(out, now)
+            if self._ws_unread:
+                self._process_websocket_events(out, now)
             if not queue:
                 return
             item = queue.popleft()
@@ -1437,6 +1443,7 @@ class DiscordConnection:
             try:
                 event = next(events)
             except StopIteration:
+                self._ws_unread = False
                 return
             except Exception as exc:  # pragma: no cover - wsproto 1.2-1.3 turn every
                 # framing error into a CloseConnection event; this guards later versions.

@@ -521,7 +521,9 @@ class DiscordConnection:
 
         self._lifecycle = Lifecycle()
         self._events: deque[Event] = deque()
-        self._latencies: deque[float] = deque(maxlen=5)
+        # Lists, not deques, for what is short or rarely used: an empty deque
+        # costs ~600 bytes, and idle connections are kept by the thousand.
+        self._latencies: list[float] = []  # the last five round trips
         self._attempts = 0
         self._invalid_session_wait = 0.0
         self._resume_failures = 0
@@ -529,7 +531,7 @@ class DiscordConnection:
         self._command_window = CommandRateLimiter()
         # Commands over the send limit wait here, encoded, until handle_timer()
         # releases them; they survive a resume but never a lost session.
-        self._command_queue: deque[tuple[dict[str, Any], str | bytes]] = deque()
+        self._command_queue: list[tuple[dict[str, Any], str | bytes]] = []
         if type(max_queued_commands) is not int or max_queued_commands < 0:
             raise ConfigurationError(
                 "max_queued_commands must be an int of 0 or more (0: never queue), "
@@ -776,7 +778,7 @@ class DiscordConnection:
     def _release_commands(self, now: float, out: list[bytes]) -> None:
         queue = self._command_queue
         while queue and self._command_window.try_acquire(now, self.heartbeat_interval):
-            out.append(self._frame(queue.popleft()[1]))
+            out.append(self._frame(queue.pop(0)[1]))
 
     def _send_heartbeat(self, now: float, *, expect_ack: bool) -> bytes:
         data = self._encode(Opcode.HEARTBEAT, self.sequence)  # spec 11
@@ -1651,6 +1653,8 @@ class DiscordConnection:
             if self._last_heartbeat_sent is not None:
                 latency = self._now(now) - self._last_heartbeat_sent
                 self._latencies.append(latency)
+                if len(self._latencies) > 5:
+                    del self._latencies[0]
                 self._last_heartbeat_sent = None
             if self.dispatch_handled:
                 self._events.append(HeartbeatAck(latency, payload))

@@ -46,7 +46,7 @@ from typing import Any
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
-__all__ = ("Chunk", "boundary", "frame", "incomplete_header", "message")
+__all__ = ("Chunk", "boundary", "cut_binary_frame", "frame", "incomplete_header", "message")
 
 #: One frame's data as wsproto would deliver it: (text?, str or bytes, message finished?).
 Chunk = tuple[bool, Any, bool]
@@ -104,6 +104,42 @@ def incomplete_header(data: bytes, pos: int) -> bool:
         return True
     length = data[pos + 1] & 0x7F
     return (length == 126 and size < 4) or (length == 127 and size < 10)
+
+
+def cut_binary_frame(data: bytes, pos: int, max_size: int) -> tuple[int, int]:
+    """(payload start, frame end) if ``data[pos:]`` is a plain unfragmented binary
+    frame cut by the end of the read (its header whole), else (-1, -1).
+
+    wsproto hands such a frame to the codec in pieces, one per read, as its
+    bytes arrive; the caller can do exactly the same without it (binary data
+    needs no decoding, so no piece can be refused on the way).
+    """
+    size = len(data)
+    if size - pos < 2 or data[pos] != 0x82:
+        return -1, -1
+    length = data[pos + 1]
+    if length < 126:
+        start = pos + 2
+    elif length == 126:
+        start = pos + 4
+        if start > size:
+            return -1, -1
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if length < 126:
+            return -1, -1
+    elif length == 127:
+        start = pos + 10
+        if start > size:
+            return -1, -1
+        length = int.from_bytes(data[pos + 2 : start], "big")
+        if length <= 0xFFFF:
+            return -1, -1
+    else:
+        return -1, -1
+    end = start + length
+    if end <= size or length > max_size:
+        return -1, -1
+    return start, end
 
 
 def frame(data: bytes, pos: int, size: int, max_size: int) -> tuple[int, int]:

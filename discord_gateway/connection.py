@@ -351,6 +351,7 @@ class DiscordConnection:
         "_fast_carry",
         "_fast_frames",
         "_fast_queue",
+        "_fast_rest",
         "_fatal_code",
         "_fatal_reason",
         "_headers",
@@ -552,6 +553,8 @@ class DiscordConnection:
         self._ws_unread = True
         self._fast_queue.clear()
         self._fast_carry = b""
+        # Bytes still to come of a binary frame the fast path is streaming.
+        self._fast_rest = 0
         self._codec.reset()
         self._command_window.reset()  # spec 41: the limit is per connection
         self._upgrade_sent = False
@@ -1282,12 +1285,17 @@ class DiscordConnection:
             # wsproto reports the lost transport ahead of anything still unread.
             self._fast_queue.clear()
             self._fast_carry = b""
+            self._fast_rest = 0
             self._feed_websocket(None)
         else:
             if self._fast_carry:
                 data = self._fast_carry + data
                 self._fast_carry = b""
-            if self._fast_queue or (self._fast_frames and _fastframes.boundary(ws) >= 0):
+            if (
+                self._fast_queue
+                or self._fast_rest
+                or (self._fast_frames and _fastframes.boundary(ws) >= 0)
+            ):
                 # Read message by message as it is handled (_process_events).
                 self._fast_queue.append(data if type(data) is bytes else bytes(data))
             else:
@@ -1362,6 +1370,14 @@ class DiscordConnection:
             if self._ws.state is ConnectionState.CLOSED:
                 queue.clear()  # after the close frame nothing more is read
                 return
+            while queue and not isinstance(queue[0], tuple):
+                # Reads queued behind an error: all of them at once, as
+                # wsproto would see them in its buffer.
+                item += cast(bytes, queue.pop(0))
+            if self._fast_rest:
+                item = self._fast_frame_rest(item, out, now)
+                if not item:
+                    continue
             start = _fastframes.boundary(self._ws)
             if 0 < start < len(item):
                 # Only once wsproto has read the end of the frame it is in (and
@@ -1424,10 +1440,39 @@ class DiscordConnection:
             raise
         if pos == len(data):
             return b""
+        start, end = _fastframes.cut_binary_frame(data, pos, max_size)
+        if start >= 0:
+            # Streamed to the codec read by read, as wsproto would.
+            self._fast_rest = end - len(data)
+            self._fast_messages_piece(data[start:], out, now)
+            return b""
         if not self._fast_queue and _fastframes.incomplete_header(data, pos):
             self._fast_carry = data[pos:]
             return b""
         return data[pos:] if pos else data
+
+    def _fast_messages_piece(self, piece: bytes, out: list[bytes], now: float | None) -> None:
+        """A piece of the binary frame being streamed (``_fast_rest`` set after it)."""
+        if piece:  # wsproto yields nothing for a frame cut right after its header
+            payload = self._codec.binary(piece, not self._fast_rest)
+            if payload is not None:
+                self._on_payload(payload, out, now)
+
+    def _fast_frame_rest(self, data: bytes, out: list[bytes], now: float | None) -> bytes:
+        """The next piece of the binary frame being streamed; return what follows it."""
+        size = self._fast_rest
+        if len(data) <= size:
+            self._fast_rest = size - len(data)
+            self._fast_messages_piece(data, out, now)
+            return b""
+        self._fast_rest = 0
+        rest = data[size:]
+        try:
+            self._fast_messages_piece(data[:size], out, now)
+        except BaseException:
+            self._fast_queue.insert(0, rest)
+            raise
+        return rest
 
     def _on_payload(self, payload: Any, out: list[bytes], now: float | None) -> None:
         if type(payload) is not dict:

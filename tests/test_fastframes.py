@@ -18,6 +18,7 @@ import zlib
 from typing import Any
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,7 +80,7 @@ _ODD = ["close", "bad_utf8", "bad_utf8", "garbage", "control_op", "invalid", "in
 
 
 @st.composite
-def _messages(draw: st.DrawFn, deflate: Any, zlib_stream: bool, odd: bool) -> list[bytes]:
+def _messages(draw: st.DrawFn, deflate: Any, stream: bool, odd: bool) -> list[bytes]:
     """The frames of one message (or one odd frame)."""
     kind = draw(st.sampled_from(_PLAIN + _ODD if odd else _PLAIN))
     seq = draw(st.integers(2, 10**6))
@@ -120,8 +121,8 @@ def _messages(draw: st.DrawFn, deflate: Any, zlib_stream: bool, odd: bool) -> li
     if kind == "bad_utf8":
         at = draw(st.integers(0, len(body)))
         body = body[:at] + draw(st.sampled_from([b"\xff", b"\xe2\x82", b"\xc0\xaf"])) + body[at:]
-    if binary and zlib_stream:
-        body = deflate.compress(body) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    if binary and stream:
+        body = deflate.compress(body) + deflate.flush(_flush(deflate))
     elif binary:
         body = zlib.compress(body)
     # Fragments: cut points anywhere (also inside UTF-8 sequences), with
@@ -138,7 +139,7 @@ def _messages(draw: st.DrawFn, deflate: Any, zlib_stream: bool, odd: bool) -> li
 
 
 @st.composite
-def _wires(draw: st.DrawFn, deflate: Any, zlib_stream: bool) -> tuple[bytes, list[int]]:
+def _wires(draw: st.DrawFn, deflate: Any, stream: bool) -> tuple[bytes, list[int]]:
     """The server's bytes and where the reads end (often near frame boundaries)."""
     frames: list[bytes] = []
     count = draw(st.integers(1, 8))
@@ -146,7 +147,7 @@ def _wires(draw: st.DrawFn, deflate: Any, zlib_stream: bool) -> tuple[bytes, lis
     # examples keep them to the last message, so the fast path runs long.
     odd_last = draw(st.booleans())
     for i in range(count):
-        frames.extend(draw(_messages(deflate, zlib_stream, odd=not odd_last or i == count - 1)))
+        frames.extend(draw(_messages(deflate, stream, odd=not odd_last or i == count - 1)))
     wire = b"".join(frames)
     bounds = [0]
     for frame in frames:
@@ -189,15 +190,24 @@ def _run(wire: bytes, ends: list[int], fast: bool, **kwargs: Any) -> list[Any]:
     return log
 
 
-@pytest.mark.parametrize("compress", [None, "zlib-stream"])
+def _flush(compressor: Any) -> int:
+    """How a stream compressor ends one message."""
+    if type(compressor).__module__ == "zlib":
+        return zlib.Z_SYNC_FLUSH
+    return int(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+
+@pytest.mark.parametrize("compress", [None, "zlib-stream", "zstd-stream"])
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(data=st.data(), max_size=st.sampled_from([4096, 70_000]))
 def test_fast_path_is_invisible(compress: str | None, data: st.DataObject, max_size: int) -> None:
     """Invariant: fast_frames on and off are indistinguishable, whatever the bytes and reads."""
-    # Both clients inflate one zlib stream: HELLO and READY first, as the peer sent them.
     probe = ready_link(compress=compress)
-    deflate = probe.peer._deflate.copy()
-    wire, ends = data.draw(_wires(deflate, compress == "zlib-stream"))
+    if compress == "zstd-stream":  # the peer sent HELLO and READY as text
+        deflate: Any = zstandard.ZstdCompressor().compressobj()
+    else:  # both clients inflate one zlib stream: HELLO and READY first, as the peer sent them
+        deflate = probe.peer._deflate.copy()
+    wire, ends = data.draw(_wires(deflate, compress is not None))
     kwargs = {"compress": compress, "max_payload_size": max_size}
     assert _run(wire, ends, True, **kwargs) == _run(wire, ends, False, **kwargs)
 

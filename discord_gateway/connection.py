@@ -1367,12 +1367,15 @@ class DiscordConnection:
                 if payload is not None:
                     self._on_payload(payload, out, now)
                 continue
-            if self._ws.state is ConnectionState.CLOSED:
+            if self._ws.state is ConnectionState.CLOSED:  # pragma: no cover - the close
+                # frame ends the lifecycle's reading first (receive() returns early).
                 queue.clear()  # after the close frame nothing more is read
                 return
             while queue and not isinstance(queue[0], tuple):
                 # Reads queued behind an error: all of them at once, as
-                # wsproto would see them in its buffer.
+                # wsproto would see them in its buffer (and, if they are
+                # wsproto's, it gets them at once too: it cuts the chunks of a
+                # frame where its buffer ends).
                 item += cast(bytes, queue.pop(0))
             if self._fast_rest:
                 item = self._fast_frame_rest(item, out, now)
@@ -1390,12 +1393,7 @@ class DiscordConnection:
                 item = self._fast_messages(item, out, now)
                 if not item:
                     continue
-            # wsproto's from here, and so are the reads queued behind: it gets
-            # them at once, as it would without the fast path (it cuts the
-            # chunks of a frame where its buffer ends).
-            while queue and not isinstance(queue[0], tuple):
-                item += cast(bytes, queue.pop(0))
-            self._feed_websocket(item)
+            self._feed_websocket(item)  # wsproto's from here
 
     def _fast_messages(self, data: bytes, out: list[bytes], now: float | None) -> bytes:
         """Handle the plain messages at the start of ``data`` (wsproto is at a

@@ -29,9 +29,9 @@ from .asyncio import Shard
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._base import ManagerOptions
     # cluster hooks (issue 14); importing them never imports redis
     from ..cluster._base import EventSink, IdentifyQueue, SessionStore, ShardHooks
+    from ._base import ManagerOptions
 
 __all__ = ("ShardEvent", "ShardManager")
 

@@ -124,6 +124,9 @@ class ShardOptions:
     #: Give up (``ConnectionFailed``) after this many protocol failures in a row
     #: before READY; None retries for ever.
     max_failed_attempts: int | None = MAX_FAILED_ATTEMPTS
+    #: Parse plain data frames straight out of each read (the core's ``fast_frames``);
+    #: False sends every byte through wsproto.
+    fast_frames: bool = True
 
     @classmethod
     def build(cls, token: str, intents: int, url: str, options: Mapping[str, Any]) -> ShardOptions:
@@ -192,6 +195,7 @@ class ShardOptions:
             close_timeout=self.close_timeout,
             headers=self.headers,
             rng=self.rng,
+            fast_frames=self.fast_frames,
             logger=shard_logger(self.shard),
             **extra,
         )
@@ -241,6 +245,7 @@ class ManagerOptions(TypedDict, total=False):
     max_payload_size: int | None
     max_pending_events: int
     max_failed_attempts: int | None
+    fast_frames: bool
 
 
 class ShardKwargs(ManagerOptions, total=False):

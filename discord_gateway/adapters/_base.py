@@ -254,11 +254,37 @@ class ShardKwargs(ManagerOptions, total=False):
     shard: tuple[int, int] | None
 
 
+class StoppedWithError:
+    """The error a shard (or manager) stopped with, raised wherever you wait.
+
+    Once you were told (raised to you anywhere), leaving ``with`` does not raise
+    it again; a fatal error nobody waited for is raised there.
+    """
+
+    #: Why it stopped (None: closed by you), and whether you were told.
+    _error: BaseException | None = None
+    _error_raised = False
+
+    def _raise_error(self) -> None:
+        """Raise the error it stopped with, if any (once told, not again on exit)."""
+        error = self._error
+        if error is not None:
+            self._error_raised = True
+            raise error
+
+    def _raise_error_on_exit(self, exc: BaseException | None) -> None:
+        """Leaving ``with``: a fatal error nobody waited for is raised here, unless
+        the body raised (its exception propagates as itself)."""
+        if exc is None and not self._error_raised:
+            self._raise_error()
+
+
 R = TypeVar("R")
 
 
-class ShardCommands(Generic[R]):
-    """The typed commands, ``latency``, ``state`` and ``session_id`` of every adapter's Shard.
+class ShardCommands(StoppedWithError, Generic[R]):
+    """The typed commands, ``latency``, ``state`` and ``session_id`` of every adapter's Shard
+    (and, from ``StoppedWithError``, raising the error it stopped with).
 
     Each command is validated here, in your code (``InvalidCommand``), then
     handed to the adapter's ``send()``: ``R`` is what that returns (an

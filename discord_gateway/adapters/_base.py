@@ -291,7 +291,11 @@ class ShardCommands(StoppedWithError, Generic[R]):
     awaitable in the asyncio and trio adapters, None in the threading one).
     """
 
+    options: ShardOptions
     connection: DiscordConnection
+
+    def __repr__(self) -> str:
+        return f"<Shard {self.options.shard} {self.connection!r}>"
 
     def _submit(self, op: Opcode, data: dict[str, Any]) -> R:
         raise NotImplementedError

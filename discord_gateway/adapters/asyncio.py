@@ -182,9 +182,6 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
         self._stopped = False
         self._stopped_event = asyncio.Event()
 
-    def __repr__(self) -> str:
-        return f"<Shard {self.options.shard} {self.connection!r}>"
-
     async def __aenter__(self) -> Shard:
         self.start()
         return self

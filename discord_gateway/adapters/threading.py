@@ -97,9 +97,6 @@ class Shard(ShardCommands[None]):
         self._watching: _Socket | None = None  # the socket in the selector, if any
         self._watched = 0  # and for which events
 
-    def __repr__(self) -> str:
-        return f"<Shard {self.options.shard} {self.connection!r}>"
-
     def __enter__(self) -> Shard:
         self.start()
         return self

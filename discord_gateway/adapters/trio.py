@@ -96,9 +96,6 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
         # Cancels the loop task only; the nursery's own scope also covers your body.
         self._run_scope = trio.CancelScope()
 
-    def __repr__(self) -> str:
-        return f"<Shard {self.options.shard} {self.connection!r}>"
-
     async def __aenter__(self) -> Shard:
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()

@@ -115,59 +115,43 @@ def cut_binary_frame(data: bytes, pos: int, max_size: int) -> tuple[int, int]:
     needs no decoding, so no piece can be refused on the way).
     """
     size = len(data)
-    if size - pos < 2 or data[pos] != 0x82:
+    start, length = _header(data, pos, size)
+    end = start + length
+    if start < 0 or data[pos] != 0x82 or end <= size or length > max_size:
+        return -1, -1
+    return start, end
+
+
+def _header(data: bytes, pos: int, size: int) -> tuple[int, int]:
+    """(payload start, payload length) from the header of the frame at ``pos``, or
+    (-1, -1) when the header is not whole in ``data[:size]``, masked or not
+    minimally encoded (RFC 6455 5.2; wsproto refuses the last two)."""
+    if size - pos < 2:
         return -1, -1
     length = data[pos + 1]
-    if length < 126:
-        start = pos + 2
-    elif length == 126:
+    if length < 126:  # also: mask bit clear
+        return pos + 2, length
+    if length == 126:
         start = pos + 4
         if start > size:
             return -1, -1
         length = (data[pos + 2] << 8) | data[pos + 3]
-        if length < 126:
-            return -1, -1
-    elif length == 127:
+        return (start, length) if length >= 126 else (-1, -1)
+    if length == 127:
         start = pos + 10
         if start > size:
             return -1, -1
         length = int.from_bytes(data[pos + 2 : start], "big")
-        if length <= 0xFFFF:
-            return -1, -1
-    else:
-        return -1, -1
-    end = start + length
-    if end <= size or length > max_size:
-        return -1, -1
-    return start, end
+        return (start, length) if length > 0xFFFF else (-1, -1)
+    return -1, -1  # masked: a server must not mask (wsproto says so)
 
 
 def frame(data: bytes, pos: int, size: int, max_size: int) -> tuple[int, int]:
     """(payload start, end) of the unmasked frame at ``pos``, or (-1, -1) when it is
     not complete in ``data``, masked, not minimally encoded or over ``max_size``."""
-    if size - pos < 2:
-        return -1, -1
-    length = data[pos + 1]
-    if length < 126:  # also: mask bit clear
-        start = pos + 2
-    elif length == 126:
-        start = pos + 4
-        if start > size:
-            return -1, -1
-        length = (data[pos + 2] << 8) | data[pos + 3]
-        if length < 126:
-            return -1, -1
-    elif length == 127:
-        start = pos + 10
-        if start > size:
-            return -1, -1
-        length = int.from_bytes(data[pos + 2 : start], "big")
-        if length <= 0xFFFF:
-            return -1, -1
-    else:
-        return -1, -1  # masked: a server must not mask (wsproto says so)
+    start, length = _header(data, pos, size)
     end = start + length
-    if end > size or length > max_size:
+    if start < 0 or end > size or length > max_size:
         return -1, -1
     return start, end
 

@@ -1541,12 +1541,7 @@ class DiscordConnection:
                 continue
             if payload is None:
                 continue
-            if type(payload) is not dict:
-                raise RemoteProtocolError(f"gateway payload is not an object: {_brief(payload)}")
-            if payload.get("op") == 0:
-                self._on_dispatch(payload)
-            else:
-                self._on_control(payload, out, now)
+            self._on_payload(payload, out, now)
 
     def _on_close(self, event: CloseConnection) -> None:
         ws_state = self._ws.state

@@ -139,6 +139,23 @@ def test_every_documented_option_is_still_accepted(cls: Any) -> None:
         max_payload_size=1 << 20,
         max_pending_events=5,
         max_failed_attempts=None,
+        fast_frames=False,
     )
     assert shard.options.shard == (1, 4)  # normalised to a tuple
     assert shard.connection.state.value == "connecting"  # built, not connected
+
+
+@pytest.mark.parametrize("fast_frames", [True, False])
+@pytest.mark.parametrize("cls", SHARDS)
+def test_fast_frames_reaches_every_connection(cls: Any, fast_frames: bool) -> None:
+    shard = build(cls, fast_frames=fast_frames)
+    assert shard.connection._fast_frames is fast_frames
+    # and each reconnection's new core connection, built from the same options
+    assert shard.options.new_connection()._fast_frames is fast_frames
+    assert build(cls).options.new_connection()._fast_frames is True  # the core's default
+
+
+@pytest.mark.parametrize("cls", [*SHARDS, pytest.param(ShardManager, id="manager")])
+def test_fast_frames_is_checked_by_the_core(cls: Any) -> None:
+    with pytest.raises(ConfigurationError, match="fast_frames must be True or False"):
+        build(cls, fast_frames=1)

@@ -124,6 +124,9 @@ class ShardOptions:
     #: Give up (``ConnectionFailed``) after this many protocol failures in a row
     #: before READY; None retries for ever.
     max_failed_attempts: int | None = MAX_FAILED_ATTEMPTS
+    #: Parse plain data frames straight out of each read (the core's ``fast_frames``);
+    #: False sends every byte through wsproto.
+    fast_frames: bool = True
 
     @classmethod
     def build(cls, token: str, intents: int, url: str, options: Mapping[str, Any]) -> ShardOptions:
@@ -192,6 +195,7 @@ class ShardOptions:
             close_timeout=self.close_timeout,
             headers=self.headers,
             rng=self.rng,
+            fast_frames=self.fast_frames,
             logger=shard_logger(self.shard),
             **extra,
         )
@@ -241,6 +245,7 @@ class ManagerOptions(TypedDict, total=False):
     max_payload_size: int | None
     max_pending_events: int
     max_failed_attempts: int | None
+    fast_frames: bool
 
 
 class ShardKwargs(ManagerOptions, total=False):
@@ -249,18 +254,48 @@ class ShardKwargs(ManagerOptions, total=False):
     shard: tuple[int, int] | None
 
 
+class StoppedWithError:
+    """The error a shard (or manager) stopped with, raised wherever you wait.
+
+    Once you were told (raised to you anywhere), leaving ``with`` does not raise
+    it again; a fatal error nobody waited for is raised there.
+    """
+
+    #: Why it stopped (None: closed by you), and whether you were told.
+    _error: BaseException | None = None
+    _error_raised = False
+
+    def _raise_error(self) -> None:
+        """Raise the error it stopped with, if any (once told, not again on exit)."""
+        error = self._error
+        if error is not None:
+            self._error_raised = True
+            raise error
+
+    def _raise_error_on_exit(self, exc: BaseException | None) -> None:
+        """Leaving ``with``: a fatal error nobody waited for is raised here, unless
+        the body raised (its exception propagates as itself)."""
+        if exc is None and not self._error_raised:
+            self._raise_error()
+
+
 R = TypeVar("R")
 
 
-class ShardCommands(Generic[R]):
-    """The typed commands, ``latency``, ``state`` and ``session_id`` of every adapter's Shard.
+class ShardCommands(StoppedWithError, Generic[R]):
+    """The typed commands, ``latency``, ``state`` and ``session_id`` of every adapter's Shard
+    (and, from ``StoppedWithError``, raising the error it stopped with).
 
     Each command is validated here, in your code (``InvalidCommand``), then
     handed to the adapter's ``send()``: ``R`` is what that returns (an
     awaitable in the asyncio and trio adapters, None in the threading one).
     """
 
+    options: ShardOptions
     connection: DiscordConnection
+
+    def __repr__(self) -> str:
+        return f"<Shard {self.options.shard} {self.connection!r}>"
 
     def _submit(self, op: Opcode, data: dict[str, Any]) -> R:
         raise NotImplementedError

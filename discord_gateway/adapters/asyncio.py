@@ -181,12 +181,6 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._stopped_event = asyncio.Event()
-        #: Why the shard stopped (None: closed by you), and whether you were told.
-        self._error: BaseException | None = None
-        self._error_raised = False
-
-    def __repr__(self) -> str:
-        return f"<Shard {self.options.shard} {self.connection!r}>"
 
     async def __aenter__(self) -> Shard:
         self.start()
@@ -199,14 +193,7 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-        if exc is None and not self._error_raised:
-            self._raise_error()  # a fatal error nobody waited for: leaving says it
-
-    def _raise_error(self) -> None:
-        """Raise the error the shard stopped with, if any (once told, not again on exit)."""
-        if self._error is not None:
-            self._error_raised = True
-            raise self._error
+        self._raise_error_on_exit(exc)
 
     def _submit(self, op: Opcode, data: dict[str, Any]) -> Coroutine[Any, Any, None]:
         return self.send(op, data)

@@ -23,7 +23,7 @@ from ..intents import Intents
 from ..opcodes import Opcode
 from ..presence import Activity, Status
 from ..sharding import GatewayBotInfo, IdentifyScheduler, shard_for_guild
-from ._base import DEFAULT_URL, ShardOptions
+from ._base import DEFAULT_URL, ShardOptions, StoppedWithError
 from .asyncio import Shard
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class _Done:
         self.error = error
 
 
-class ShardManager:
+class ShardManager(StoppedWithError):
     """Run ``shard_count`` shards (default: Discord's recommendation).
 
     ``async with ShardManager(token, intents=...) as bot: async for item in bot:``
@@ -140,8 +140,6 @@ class ShardManager:
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._error: BaseException | None = None
-        self._error_raised = False
         # -- cluster hooks (issue 14) --
         # scheduler: an IdentifyScheduler replaces the one built at start(); an
         # IdentifyQueue (RedisIdentifyScheduler) is awaited instead of it.
@@ -180,13 +178,7 @@ class ShardManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-        if exc is None and not self._error_raised:
-            self._raise_error()  # a fatal error nobody waited for: leaving says it
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            self._error_raised = True
-            raise self._error
+        self._raise_error_on_exit(exc)
 
     @contextlib.contextmanager
     def _telling(self) -> Iterator[None]:

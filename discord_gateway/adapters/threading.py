@@ -80,9 +80,6 @@ class Shard(ShardCommands[None]):
         self.options = ShardOptions.build(token, intents, url, options)
         self._driver = Driver(self.options)
         self._log = self._driver.log
-        #: Why the shard stopped (None: closed by you), and whether you were told.
-        self._error: BaseException | None = None
-        self._error_raised = False
         self.connection: DiscordConnection = self._driver.conn
         self._events: queue.Queue[Event | Stop] = queue.Queue()
         # One lock guards the core, the driver and the outbox: the I/O thread and
@@ -100,9 +97,6 @@ class Shard(ShardCommands[None]):
         self._watching: _Socket | None = None  # the socket in the selector, if any
         self._watched = 0  # and for which events
 
-    def __repr__(self) -> str:
-        return f"<Shard {self.options.shard} {self.connection!r}>"
-
     def __enter__(self) -> Shard:
         self.start()
         return self
@@ -114,15 +108,7 @@ class Shard(ShardCommands[None]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-        if exc is None and not self._error_raised:
-            self._raise_error()  # a fatal error nobody waited for: leaving says it
-
-    def _raise_error(self) -> None:
-        """Raise the error the shard stopped with, if any (once told, not again on exit)."""
-        error = self._error
-        if error is not None:
-            self._error_raised = True
-            raise error
+        self._raise_error_on_exit(exc)
 
     def _submit(self, op: Opcode, data: dict[str, Any]) -> None:
         self.send(op, data)

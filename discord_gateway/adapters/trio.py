@@ -77,9 +77,6 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
         self.options = ShardOptions.build(token, intents, url, options)
         self._driver = Driver(self.options)
         self._log = self._driver.log
-        #: Why the shard stopped (None: closed by you), and whether you were told.
-        self._error: BaseException | None = None
-        self._error_raised = False
         self.connection: DiscordConnection = self._driver.conn
         # Unbounded, so the end of the stream can always be sent: the bound is
         # kept by not receiving (EventBound), and nothing is ever dropped.
@@ -98,9 +95,6 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
         self._nursery: trio.Nursery | None = None
         # Cancels the loop task only; the nursery's own scope also covers your body.
         self._run_scope = trio.CancelScope()
-
-    def __repr__(self) -> str:
-        return f"<Shard {self.options.shard} {self.connection!r}>"
 
     async def __aenter__(self) -> Shard:
         manager = trio.open_nursery()
@@ -124,14 +118,7 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
             # The body's exception is not the nursery's: pass None so it propagates
             # as itself, not wrapped in an ExceptionGroup.
             await manager.__aexit__(None, None, None)
-        if exc is None and not self._error_raised:
-            self._raise_error()  # a fatal error nobody waited for: leaving says it
-
-    def _raise_error(self) -> None:
-        """Raise the error the shard stopped with, if any (once told, not again on exit)."""
-        if self._error is not None:
-            self._error_raised = True
-            raise self._error
+        self._raise_error_on_exit(exc)
 
     def _submit(self, op: Opcode, data: dict[str, Any]) -> Coroutine[Any, Any, None]:
         return self.send(op, data)

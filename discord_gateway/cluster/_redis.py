@@ -424,13 +424,17 @@ class RedisSessionStore:
         except ValueError:
             return None
 
+    def _fence(self, shard_id: int) -> tuple[str, str]:
+        """The owner key and fencing token a write checks (``""``, ``""``: none)."""
+        if self.owner_value is None:
+            return "", ""
+        token = self.owner_value(shard_id)
+        if token is None:
+            raise NotShardOwner(f"this process does not own shard {shard_id}")
+        return f"{self.prefix}:owner:{shard_id}", token
+
     async def save(self, shard_id: int, session: SavedSession) -> None:
-        owner_key, value = "", ""
-        if self.owner_value is not None:
-            token = self.owner_value(shard_id)
-            if token is None:
-                raise NotShardOwner(f"this process does not own shard {shard_id}")
-            owner_key, value = f"{self.prefix}:owner:{shard_id}", token
+        owner_key, value = self._fence(shard_id)
         self.writes += 1
         ok = await self._save(
             keys=[self._key(shard_id), owner_key],
@@ -446,12 +450,7 @@ class RedisSessionStore:
 
     async def delete(self, shard_id: int) -> None:
         """Forget the session (it ended); fenced like :meth:`save`."""
-        owner_key, value = "", ""
-        if self.owner_value is not None:
-            token = self.owner_value(shard_id)
-            if token is None:
-                raise NotShardOwner(f"this process does not own shard {shard_id}")
-            owner_key, value = f"{self.prefix}:owner:{shard_id}", token
+        owner_key, value = self._fence(shard_id)
         if not await self._delete(keys=[self._key(shard_id), owner_key], args=[value]):
             raise NotShardOwner(f"shard {shard_id} is owned by another process now")
 

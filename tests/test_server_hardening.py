@@ -82,7 +82,9 @@ def test_after_a_protocol_error_nothing_is_buffered_and_the_clients_close_is_hea
     finally:
         tracemalloc.stop()
     assert kept < 256 * 1024
-    server.receive_data(b"\x88\x82mask" + bytes(a ^ b for a, b in zip(b"\x03\xea", b"ma")), 0.1)
+    server.receive_data(
+        b"\x88\x82mask" + bytes(a ^ b for a, b in zip(b"\x03\xea", b"ma", strict=True)), 0.1
+    )
     assert server.state is ConnectionState.CLOSED and not server.aborted  # no 5 s wait
 
 

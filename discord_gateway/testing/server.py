@@ -28,6 +28,7 @@ import enum
 import heapq
 import logging
 import random
+import traceback
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -435,6 +436,14 @@ def _split_target(target: str) -> tuple[str, str] | None:
     return split.path, split.query
 
 
+def _idna_host(host: str) -> bool:
+    try:
+        host.encode("latin-1").decode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 def _is_snowflake(value: Any) -> bool:
     """Discord ids: unsigned 64-bit, as a decimal string (ints are accepted too)."""
     if isinstance(value, str):
@@ -628,7 +637,14 @@ class GatewayServer:
         except WsRemoteProtocolError as exc:
             self._protocol_error(str(exc), now)
         except Exception as exc:  # a bug of ours: one ERROR line, the server goes on
-            logger.error("connection #%d: internal error on client input: %r", self.index, exc)
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            logger.error(
+                "connection #%d: internal error on client input: %r at %s:%d",
+                self.index,
+                exc,
+                where.filename,
+                where.lineno,
+            )
             self._abort(now)
 
     def data_to_send(self) -> list[bytes]:
@@ -767,6 +783,11 @@ class GatewayServer:
                     {"message": "426: Upgrade Required", "code": 0},
                     [("Sec-WebSocket-Version", "13")],
                 )
+                return b""
+            if not all(v.isascii() for v in headers.values()) or not _idna_host(
+                headers.get("host", "")
+            ):  # wsproto would raise on these: non-ASCII values, a host that is not IDNA
+                self._http_reply(400, {"message": "400: Bad Request", "code": 0})
                 return b""
             if not headers.get("sec-websocket-key"):
                 self._http_reply(400, {"message": "400: Bad Request", "code": 0})
@@ -939,7 +960,8 @@ class GatewayServer:
         size = len(chunk.encode()) if isinstance(chunk, str) else len(chunk)
         self._message_size += size
         if self._message_size > self.config.max_payload_size:
-            # spec 42: over 4096 encoded bytes is a decode error.
+            # spec 42: over 4096 encoded bytes is a decode error (nothing kept).
+            self._message, self._message_size = [], 0
             self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
         self._message.append(chunk)
         if not finished:

@@ -376,6 +376,10 @@ class SessionStore:
             self.on_output(server)
 
 
+_NOTHING: deque[float] = deque(maxlen=0)
+_SPENT_RNG = random.Random(0)
+
+
 class _Closed(Exception):
     """Internal: a rule was broken and the connection is now closing."""
 
@@ -590,8 +594,10 @@ class GatewayServer:
         self._message, self._message_size = [], 0
         self._http_head = b""
         self._scanner = None
-        self._pending_acks.clear()
-        self._command_times.clear()
+        # Shared, and inert: a deque with maxlen 0 keeps nothing, nothing draws
+        # from a closed connection's randomness.
+        self._pending_acks = self._command_times = _NOTHING
+        self.rng = _SPENT_RNG
         self._script.clear()
         self._heartbeat_deadline = self._close_deadline = None
         self.store._forget(self)

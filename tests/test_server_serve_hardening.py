@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -11,7 +18,7 @@ import pytest
 from discord_gateway import DiscordConnection
 from discord_gateway.events import Hello, Ready
 from discord_gateway.testing import ServerConfig, serve
-from tests.test_server_serve import Client, run
+from tests.test_server_serve import ROOT, Client, http_get, run
 
 
 def config(**changes: Any) -> ServerConfig:
@@ -97,3 +104,59 @@ def test_cancelling_serve_forever_with_a_bot_connected_logs_no_error(
     with caplog.at_level(logging.DEBUG):
         run(main())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_NOFILE and SIGINT semantics")
+def test_out_of_fds_logs_once_and_serves_again_then_ctrl_c_is_clean() -> None:
+    """A server with 64 fds and 100 silent connections: one warning, no traceback."""
+    script = (
+        "import resource, runpy, sys;"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64));"
+        "sys.argv = ['discord_gateway', 'serve', '--port', '0'];"
+        "runpy.run_module('discord_gateway', run_name='__main__')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1]
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        silent = []
+        for _ in range(100):  # more than the server has fds for
+            sock = socket.create_connection(("127.0.0.1", port))
+            silent.append(sock)
+        time.sleep(2.5)  # asyncio retries accepting every second
+        for sock in silent:
+            sock.close()
+
+        async def probe() -> None:
+            gateway = serve()
+            gateway.port = port
+            for _ in range(50):  # serving again once fds are free
+                with contextlib.suppress(ConnectionError, OSError, ValueError):
+                    assert await http_get(gateway, "/api/v10/gateway") == (200, {"url": url})
+                    return
+                await asyncio.sleep(0.2)
+            raise AssertionError("the server did not come back")
+
+        run(probe(), timeout=20.0)
+        # A bot connected while Ctrl-C arrives.
+        bot = socket.create_connection(("127.0.0.1", port))
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        bot.close()
+        assert proc.stderr is not None
+        log = proc.stderr.read()
+        assert "Traceback" not in log and "Exception in callback" not in log, log[-2000:]
+        assert log.count("cannot accept connections") == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

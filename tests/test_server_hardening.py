@@ -267,9 +267,19 @@ def test_etf_op8_with_a_nonce_discord_refuses_closes_4002_and_is_not_stored(
     assert errors(no_errors) == []
 
 
+@pytest.mark.parametrize("json_library", ["orjson", "stdlib"])
 def test_json_op8_with_a_lone_surrogate_nonce_closes_4002(
-    no_errors: pytest.LogCaptureFixture,
+    json_library: str, no_errors: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if json_library == "stdlib":  # what the server does where orjson is not installed
+        import json
+
+        from discord_gateway.testing import server
+
+        monkeypatch.setattr(server, "json_loads", json.loads)
+        monkeypatch.setattr(
+            server, "json_dumps", lambda o: json.dumps(o, ensure_ascii=False).encode()
+        )
     client = identified(store())
     client.send_raw('{"op":8,"d":{"guild_id":"1","query":"","limit":0,"nonce":"\\ud800"}}')
     assert client.close_code == 4002

@@ -9,6 +9,7 @@ the first 1,000 cycles.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import tracemalloc
 
@@ -51,6 +52,11 @@ def test_10000_connect_identify_drop_cycles_keep_memory_flat() -> None:
         else:
             client.close(1000)  # the session ends
 
+    # Log records kept by a capturing handler (pytest's, once an earlier test set
+    # INFO on the root logger) are not the server's memory.
+    log = logging.getLogger("discord_gateway.testing")
+    level = log.level
+    log.setLevel(logging.WARNING)
     tracemalloc.start()
     try:
         for n in range(WARM_UP):
@@ -63,6 +69,7 @@ def test_10000_connect_identify_drop_cycles_keep_memory_flat() -> None:
         after, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+        log.setLevel(level)
     assert store.connection_count == CYCLES
     assert len(store.connections) <= 100 + 16 + 1  # a bounded record
     assert len(store.sessions) <= 31  # only the dropped ones within their TTL

@@ -1109,6 +1109,10 @@ class GatewayServer:
             self._close(CloseCode.AUTHENTICATION_FAILED, "Session start limit reached.", now)
         if not self.store.identify_allowed(shard, now):
             # spec 21, 29: over the identify concurrency limit: op 9 d:false.
+            logger.info(
+                "connection #%d: IDENTIFY within 5 s of the last one in its bucket: op 9",
+                self.index,
+            )
             self._send({"op": Opcode.INVALID_SESSION.value, "d": False, "s": None, "t": None})
             return
         if d.get("compress") and self.compress is None and self.encoding == "json":

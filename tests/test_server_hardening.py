@@ -203,6 +203,9 @@ def test_a_request_head_that_never_completes_gets_408_at_the_deadline(head: byte
         (UPGRADE.replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"), b"426"),
         (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 6000 + b"\r\n", b"431"),  # complete, still too big
         (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", b"431"),  # too many headers
+        # fuzz findings: wsproto decodes these and raised UnicodeDecodeError
+        (UPGRADE.replace(b"Host: 127.0.0.1", b"Host: \x15\xdf\x03"), b"400"),
+        (UPGRADE.replace(b"Connection: Upgrade", b"Connection: \xa0 Upgrade"), b"400"),
     ],
 )
 def test_bad_requests_get_an_http_status_not_a_reset(

@@ -790,9 +790,9 @@ class GatewayServer:
                     [("Sec-WebSocket-Version", "13")],
                 )
                 return b""
-            if not all(v.isascii() for v in headers.values()) or not _idna_host(
+            if not head[:end].isascii() or not _idna_host(
                 headers.get("host", "")
-            ):  # wsproto would raise on these: non-ASCII values, a host that is not IDNA
+            ):  # wsproto would raise on these: non-ASCII bytes, a host that is not IDNA
                 self._http_reply(400, {"message": "400: Bad Request", "code": 0})
                 return b""
             if not headers.get("sec-websocket-key"):

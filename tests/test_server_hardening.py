@@ -108,6 +108,17 @@ def test_closed_connections_release_their_compressor_and_only_a_few_are_kept() -
     assert s.connections[-1] is client.server  # the newest record is kept
 
 
+def test_a_long_lived_connections_record_is_bounded() -> None:
+    s = store(record_limit=100, rate_limit=10_000)
+    client = identified(s)
+    for n in range(1000):
+        s.dispatch("MESSAGE_CREATE", {"n": n})
+        client.op(HEARTBEAT, None)
+    assert 100 <= len(client.server.sent) <= 200
+    assert 100 <= len(client.server.received) <= 200
+    assert client.server.sent[-1]["op"] == 11 and client.server.received[-1].op == HEARTBEAT
+
+
 def test_detached_sessions_expire_on_their_own_timer() -> None:
     s = store(session_ttl=30.0)
     for _ in range(50):

@@ -137,7 +137,9 @@ class ServerConfig:
     close frame after ours.
     ``keep_closed_connections`` is how many closed connections
     ``SessionStore.connections`` keeps as a record (their buffers and
-    compressors are released at close); older ones are forgotten.
+    compressors are released at close); older ones are forgotten. Each
+    connection's ``received`` and ``sent`` keep (at least) their newest
+    ``record_limit`` entries.
     """
 
     tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
@@ -170,6 +172,7 @@ class ServerConfig:
     max_write_buffer: int = 4 * 1024 * 1024
     close_timeout: float = _CLOSE_TIMEOUT
     keep_closed_connections: int = 1000
+    record_limit: int = 10_000
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0:
@@ -999,6 +1002,8 @@ class GatewayServer:
     def _on_payload(self, payload: dict[str, Any], now: float) -> None:
         op, data = payload["op"], payload.get("d")
         self.received.append(Received(op, data, now))
+        if len(self.received) > 2 * self.config.record_limit:
+            del self.received[: -self.config.record_limit]
         # spec 41: 120 commands per connection per 60 s.
         window_start = now - self.config.rate_limit_window
         while self._command_times and self._command_times[0] <= window_start:
@@ -1417,6 +1422,8 @@ class GatewayServer:
             # accept frames that omit keys (spec 7).
             payload = {"op": payload["op"], "d": payload["d"]}
         self.sent.append(payload)
+        if len(self.sent) > 2 * self.config.record_limit:  # bounded, trimmed in batches
+            del self.sent[: -self.config.record_limit]
         if self.encoding == "etf":
             from .. import _etf
 

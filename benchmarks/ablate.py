@@ -63,6 +63,8 @@ def _dispatch_only(conn: Any) -> None:
 class _BareCodec:
     """``loads(decompress(data))``, joining a message split across reads."""
 
+    max_size = 16 * 1024 * 1024  # the fast path's frame cap
+
     def __init__(self, inflate: Callable[[Any], bytes], loads: Callable[[Any], Any]) -> None:
         self._inflate = inflate
         self._loads = loads
@@ -84,8 +86,13 @@ def _bare_codec(conn: Any) -> None:
     conn._codec = _BareCodec(conn._codec._inflater._inflater.decompress, H._loads())
 
 
+def _fast_off(conn: Any) -> None:
+    conn._fast_frames = False
+
+
 VARIANTS: dict[str, Patch] = {
     "ours as shipped": _shipped,
+    "fast_frames=False (all frames via wsproto)": _fast_off,
     "cyclic GC off": _gc_off,
     "gc.set_threshold(10_000)": _gc_threshold,
     "no events queued (_on_dispatch no-op)": _no_events,
@@ -138,12 +145,19 @@ def main(argv: list[str] | None = None) -> None:
         seconds, n = H.time_wsproto_floor(stream, data)
         us = seconds / n * 1e6
         best["wsproto + floor (b)"] = min(best.get("wsproto + floor (b)", us), us)
+        seconds, n = H.time_floor(stream)
+        us = seconds / n * 1e6
+        best["floor (a): inflate + loads"] = min(best.get("floor (a): inflate + loads", us), us)
     base = best["wsproto + floor (b)"]
+    floor = best["floor (a): inflate + loads"]
     print(f"# small/zlib-stream, {args.read}-byte reads, min of {args.repeat} rounds")
-    print(f"{'variant':42s} {'us/event':>9s} {'/(ws+fl)':>9s} {'GC runs':>8s}")
+    print(f"{'variant':44s} {'us/event':>9s} {'/floor':>8s} {'/(ws+fl)':>9s} {'GC runs':>8s}")
     for name, us in best.items():
         runs = collected.get(name)
-        print(f"{name:42s} {us:9.2f} {us / base:8.2f}x {'' if runs is None else runs:>8}")
+        print(
+            f"{name:44s} {us:9.2f} {us / floor:7.2f}x {us / base:8.2f}x "
+            f"{'' if runs is None else runs:>8}"
+        )
 
 
 if __name__ == "__main__":

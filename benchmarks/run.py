@@ -78,6 +78,28 @@ def worker_env(ours: bool) -> dict[str, str]:
     return env
 
 
+#: The compiled build (setup.py, DISCORD_GATEWAY_COMPILE=1), made by
+#: benchmarks/compiled_suite.sh; its worker imports the installed package.
+COMPILED_VENV = ROOT / ".venv-compiled"
+
+
+def compiled_python() -> Path | None:
+    py = COMPILED_VENV / "bin" / "python"
+    if not py.exists():
+        return None
+    probe = subprocess.run(
+        [str(py), "-I", "-c", "import discord_gateway._fastframes as m; print(m.__file__)"],
+        capture_output=True,
+        text=True,
+        env=worker_env(False),
+        check=False,
+    )
+    if probe.returncode or probe.stdout.strip().endswith(".py"):
+        log(f"{COMPILED_VENV} has no compiled build: run benchmarks/compiled_suite.sh")
+        return None
+    return py
+
+
 class Worker:
     """A ``seed_runner.py serve`` subprocess, one request at a time."""
 
@@ -140,12 +162,14 @@ def throughput(
     seed: Worker | None,
     repeat: int,
     gc_off: bool = False,
+    compiled: Worker | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for stream in streams:
         floor_runs: list[dict[str, Any]] = []
+        kinds = ("wsproto", "ours", "0.4.0", "compiled", "aiohttp", "aiohttp_hold")
         per_read: dict[str, dict[str, list[dict[str, Any]]]] = {
-            r: {"wsproto": [], "ours": [], "0.4.0": []} for r in reads
+            r: {k: [] for k in kinds} for r in reads
         }
         for _ in range(repeat):
             floor = {"op": "time", "kind": "floor", "stream": stream.name, "gc_off": gc_off}
@@ -155,6 +179,10 @@ def throughput(
                 runs = per_read[read]
                 runs["wsproto"].append(ours.ask({**cmd, "kind": "wsproto"}))
                 runs["ours"].append(ours.ask({**cmd, "kind": "client"}))
+                if compiled is not None:
+                    runs["compiled"].append(compiled.ask({**cmd, "kind": "client"}))
+                runs["aiohttp"].append(ours.ask({**cmd, "kind": "aiohttp"}))
+                runs["aiohttp_hold"].append(ours.ask({**cmd, "kind": "aiohttp_hold"}))
                 if seed is not None:
                     runs["0.4.0"].append(seed.ask({**cmd, "kind": "client"}))
         floor = _best(floor_runs)
@@ -170,11 +198,16 @@ def throughput(
                 "wsproto": _best(runs["wsproto"]),
                 "ours": _best(runs["ours"]),
                 "0.4.0": _best(runs["0.4.0"]) if seed is not None else {"skipped": "--no-seed"},
+                "compiled": _best(runs["compiled"]),
+                "aiohttp": _best(runs["aiohttp"]),
+                "aiohttp_hold": _best(runs["aiohttp_hold"]),
             }
             rows.append(row)
         ours.ask({"op": "drop"})
         if seed is not None:
             seed.ask({"op": "drop"})
+        if compiled is not None:
+            compiled.ask({"op": "drop"})
     return rows
 
 
@@ -193,7 +226,8 @@ def print_throughput(title: str, rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'stream':<20} {'read':>5} {'events':>6} {'ours ev/s':>10} {'MB/s':>7} "
         f"{'ours/floor':>10} {'ours/(ws+fl)':>12} {'(ws+fl)/fl':>10} {'0.4.0/ours':>10} "
-        f"{'0.4.0 ev/s':>10}"
+        f"{'0.4.0 ev/s':>10} {'compiled/fl':>11} {'aiohttp/fl':>10} {'aio held/fl':>11} "
+        f"{'0.4.0/fl':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -207,6 +241,10 @@ def print_throughput(title: str, rows: list[dict[str, Any]]) -> None:
             "ours/wsproto+floor": _ratio(o, row["wsproto"]),
             "wsproto+floor/floor": _ratio(row["wsproto"], row["floor"]),
             "0.4.0/ours": _ratio(s, o),
+            "compiled/floor": _ratio(row.get("compiled", {}), row["floor"]),
+            "aiohttp/floor": _ratio(row.get("aiohttp", {}), row["floor"]),
+            "aiohttp_held/floor": _ratio(row.get("aiohttp_hold", {}), row["floor"]),
+            "0.4.0/floor": _ratio(s, row["floor"]),
         }
         seed_evs = s["events"] / s["seconds"] if "seconds" in s else None
         note = ""
@@ -225,7 +263,9 @@ def print_throughput(title: str, rows: list[dict[str, Any]]) -> None:
             f"{_fmt(evs, ',.0f', ''):>10} {_fmt(mbs, '.1f', ''):>7} "
             f"{_fmt(r['ours/floor']):>10} {_fmt(r['ours/wsproto+floor']):>12} "
             f"{_fmt(r['wsproto+floor/floor']):>10} {_fmt(r['0.4.0/ours']):>10} "
-            f"{_fmt(seed_evs, ',.0f', ''):>10}{note}"
+            f"{_fmt(seed_evs, ',.0f', ''):>10} {_fmt(r['compiled/floor']):>11} "
+            f"{_fmt(r['aiohttp/floor']):>10} {_fmt(r['aiohttp_held/floor']):>11} "
+            f"{_fmt(r['0.4.0/floor']):>8}{note}"
         )
 
 
@@ -468,6 +508,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log(f"corpus built in {time.perf_counter() - t0:.1f}s")
         ours = Worker(sys.executable, corpus_dir, ours=True)
         seed = Worker(seed_py, corpus_dir, ours=False) if seed_py is not None else None
+        compiled_py = None if args.quick else compiled_python()
+        compiled = Worker(compiled_py, corpus_dir, ours=False) if compiled_py else None
+        if compiled is not None:
+            print(f"# compiled: {compiled.info['module']}")
         results["workers"] = {"ours": ours.info, "0.4.0": seed.info if seed else None}
         print(f"# ours: {ours.info['module']}")
         if seed is not None:
@@ -479,7 +523,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         try:
             for name, title in (("small", "Small dispatches"), ("burst", "Startup burst")):
                 if name in sections:
-                    rows = throughput(built[name], reads, ours, seed, repeat, args.gc == "off")
+                    rows = throughput(
+                        built[name], reads, ours, seed, repeat, args.gc == "off", compiled
+                    )
                     print_throughput(title, rows)
                     results[name] = rows
             if "memory" in sections:
@@ -499,6 +545,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ours.close()
             if seed is not None:
                 seed.close()
+            if compiled is not None:
+                compiled.close()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return results

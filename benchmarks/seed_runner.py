@@ -7,7 +7,8 @@ timing code (``_harness.py``). It never imports the repository itself.
 
 Commands:
     seed_runner.py CORPUS_DIR serve        JSON lines on stdin -> one JSON line out each:
-        {"op": "time", "kind": "client"|"floor"|"wsproto", "stream": NAME, "chunk": N,
+        {"op": "time", "kind": "client"|"floor"|"wsproto"|"aiohttp"|"aiohttp_hold",
+         "stream": NAME, "chunk": N,
          "gc_off": false}
         {"op": "info"}   {"op": "quit"}
     seed_runner.py CORPUS_DIR memory STREAM N
@@ -64,6 +65,9 @@ class Worker:
             secs, n = h.time_floor(stream)
         elif kind == "wsproto":
             secs, n = h.time_wsproto_floor(stream, self.data(cmd["stream"], cmd["chunk"]))
+        elif kind == "aiohttp" or kind == "aiohttp_hold":
+            data = self.data(cmd["stream"], cmd["chunk"])
+            secs, n = h.time_aiohttp(stream, data, hold=kind == "aiohttp_hold")
         elif kind == "client":
             try:
                 secs, n = h.time_client(stream, self.data(cmd["stream"], cmd["chunk"]))

@@ -46,7 +46,9 @@ from .events import (
     UnknownMessage,
 )
 from .fsm import State
+from .intents import Intents
 from .opcodes import CloseCode, Opcode, should_reconnect
+from .presence import Activity, ActivityType, Status
 
 __all__ = (
     "AuthenticationFailed",
@@ -86,6 +88,10 @@ __all__ = (
     "should_reconnect",
     "ConnectionFailed",
     "Disconnected",
+    "Intents",
+    "Activity",
+    "ActivityType",
+    "Status",
 )
 
 from ._version import __version__ as __version__

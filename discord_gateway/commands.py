@@ -25,10 +25,14 @@ from urllib.parse import urlsplit
 
 from .codec import MAX_SEND_SIZE, json_dumps
 from .errors import InvalidCommand
+from .intents import intent_names
 from .opcodes import Opcode
+from .presence import Activity, Status
 
 __all__ = (
     "ACTIVITY_KEYS",
+    "Activity",
+    "Status",
     "CHANNEL_INFO_FIELDS",
     "INTENTS_LIMIT",
     "PRESENCE_STATUSES",
@@ -74,6 +78,18 @@ _MEMBERS_LIMIT = 100  # spec 47: a query or user_ids returns at most 100 members
 _NONCE_MAX_BYTES = 32  # spec 47: "Nonce can only be up to 32 bytes"
 
 _DEPRECATED_PROPERTIES = {"$os": "os", "$browser": "browser", "$device": "device"}
+
+
+def _intents_problem(intents: int) -> str:
+    """Why Discord would refuse ``intents`` (4013), naming the bits."""
+    if intents < 0:
+        return f"intents must be >= 0, not {intents}: combine Intents flags with |"
+    unknown = intents & ~(INTENTS_LIMIT - 1)
+    return (
+        f"intents {intents} include bits above DIRECT_MESSAGE_POLLS that Discord does not "
+        f"know ({', '.join(intent_names(unknown))}); it closes the connection (4013) on "
+        "unknown intents: drop them, or build intents from the Intents flags"
+    )
 
 
 def _is_int(value: object) -> bool:
@@ -126,7 +142,7 @@ def _check_size(op: Opcode, data: dict[str, Any]) -> dict[str, Any]:
         # spec 42: Discord closes with 4002 on a sent payload over 4096 bytes.
         raise InvalidCommand(
             f"{op.name} payload is {size} bytes of JSON; Discord accepts at most "
-            f"{MAX_SEND_SIZE} (spec 42)"
+            f"{MAX_SEND_SIZE} and closes the connection (4002) on a bigger one: send less"
         )
     return data
 
@@ -184,14 +200,14 @@ def identify_data(
     None are omitted.
     """
     if not isinstance(token, str) or not token.strip():
-        raise InvalidCommand("token must be a non-empty str (spec 17)")
+        raise InvalidCommand("token must be a non-empty str: your bot's token")
     if not _is_int(intents):
-        raise InvalidCommand(f"intents must be an int, not {type(intents).__name__} (spec 17)")
-    if not 0 <= intents < INTENTS_LIMIT:
         raise InvalidCommand(
-            f"intents must be >= 0 with no bit above DIRECT_MESSAGE_POLLS (1 << 25), not "
-            f"{intents}: Discord closes with 4013 on unknown intents (spec 19)"
+            f"intents must be an int or Intents flags, not {type(intents).__name__}"
         )
+    # spec 19: Discord closes with 4013 on bits it does not know.
+    if not 0 <= intents < INTENTS_LIMIT:
+        raise InvalidCommand(_intents_problem(intents))
     data: dict[str, Any] = {
         "token": token,
         "properties": _properties(properties),
@@ -203,8 +219,7 @@ def identify_data(
     if large_threshold is not None:
         if not _is_int(large_threshold) or large_threshold not in _LARGE_THRESHOLD:
             raise InvalidCommand(
-                f"large_threshold must be an int between 50 and 250, not {large_threshold!r} "
-                "(spec 17)"
+                f"large_threshold must be an int between 50 and 250, not {large_threshold!r}"
             )
         data["large_threshold"] = large_threshold
     if shard is not None:
@@ -216,10 +231,10 @@ def identify_data(
         if unknown:
             raise InvalidCommand(
                 f"presence has unknown keys {sorted(map(str, unknown))}; "
-                "allowed: since, activities, status, afk (spec 51)"
+                "allowed: since, activities, status, afk"
             )
         data["presence"] = presence_data(**presence)
-    data["intents"] = intents
+    data["intents"] = int(intents)  # a plain int on the wire, whatever the flag type
     return _check_size(Opcode.IDENTIFY, data)
 
 
@@ -230,9 +245,7 @@ def _shard(shard: object) -> list[int]:
         raise InvalidCommand(f"shard must be a pair of ints (shard_id, num_shards), not {shard!r}")
     shard_id, num_shards = shard
     if not 0 <= shard_id < num_shards:
-        raise InvalidCommand(
-            f"shard must satisfy 0 <= shard_id < num_shards, not {list(shard)!r} (spec 17)"
-        )
+        raise InvalidCommand(f"shard must satisfy 0 <= shard_id < num_shards, not {list(shard)!r}")
     return [shard_id, num_shards]
 
 
@@ -241,12 +254,14 @@ def _shard(shard: object) -> list[int]:
 
 def _activity(activity: object, index: int) -> dict[str, Any]:
     where = f"activities[{index}]"
+    if isinstance(activity, Activity):
+        activity = activity.to_dict()
     if not isinstance(activity, Mapping):
         raise InvalidCommand(f"{where} must be a mapping, not {type(activity).__name__}")
     unknown = [k for k in activity if k not in ACTIVITY_KEYS]
     if unknown:
         raise InvalidCommand(
-            f"{where} has keys {unknown!r}: bots may only set name, state, type and url (spec 51)"
+            f"{where} has keys {unknown!r}: bots may only set name, state, type and url"
         )
     name = activity.get("name")
     if not isinstance(name, str) or not name:
@@ -254,7 +269,8 @@ def _activity(activity: object, index: int) -> dict[str, Any]:
     kind = activity.get("type")
     if not _is_int(kind) or kind not in _ACTIVITY_TYPES:
         raise InvalidCommand(f"{where}.type must be an activity type int 0..6, not {kind!r}")
-    result: dict[str, Any] = {"name": name, "type": kind}
+    assert isinstance(kind, int)
+    result: dict[str, Any] = {"name": name, "type": int(kind)}  # an ActivityType sent as int
     for key in ("state", "url"):
         if key not in activity:
             continue
@@ -267,25 +283,26 @@ def _activity(activity: object, index: int) -> dict[str, Any]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or parts.hostname not in _STREAMING_HOSTS:
             raise InvalidCommand(
-                f"{where}.url must be a Twitch or YouTube URL for a streaming activity, "
-                f"not {url!r} (spec 51)"
+                f"{where}.url must be a Twitch or YouTube URL for a streaming activity, not {url!r}"
             )
     return result
 
 
 def presence_data(
     *,
-    activities: Iterable[Mapping[str, Any]] = (),
-    status: str = "online",
+    activities: Iterable[Activity | Mapping[str, Any]] = (),
+    status: Status | str = "online",
     afk: bool = False,
     since: int | None = None,
 ) -> dict[str, Any]:
     """The ``d`` of PRESENCE_UPDATE (op 3, spec 51), also IDENTIFY's ``presence``.
 
     ``since`` is the Unix time in milliseconds the client went idle, or None.
-    Each activity is a mapping with ``name`` (str) and ``type`` (int 0..6) and
-    optionally ``state`` and ``url``; a streaming (type 1) URL must be Twitch
-    or YouTube.
+    Each activity is an :class:`~discord_gateway.Activity` or a mapping with
+    ``name`` (str) and ``type`` (an :class:`~discord_gateway.ActivityType` or
+    int 0..6) and optionally ``state`` and ``url``; a streaming (type 1) URL
+    must be Twitch or YouTube. ``status`` is a :class:`~discord_gateway.Status`
+    or its string.
     """
     if since is not None and (not _is_int(since) or since < 0):
         raise InvalidCommand(f"since must be None or a Unix time in ms (int >= 0), not {since!r}")
@@ -295,13 +312,11 @@ def presence_data(
         )
     built = [_activity(a, i) for i, a in enumerate(activities)]
     if status not in PRESENCE_STATUSES:
-        raise InvalidCommand(
-            f"status must be one of {sorted(PRESENCE_STATUSES)}, not {status!r} (spec 51)"
-        )
+        raise InvalidCommand(f"status must be one of {sorted(PRESENCE_STATUSES)}, not {status!r}")
     data = {
         "since": since,
         "activities": built,
-        "status": status,
+        "status": status.value if isinstance(status, Status) else status,
         "afk": _require_bool(afk, "afk"),
     }
     return _check_size(Opcode.PRESENCE_UPDATE, data)
@@ -351,18 +366,21 @@ def request_guild_members_data(
     """
     data: dict[str, Any] = {"guild_id": validate_snowflake(guild_id, "guild_id")}
     if (query is None) == (user_ids is None):
-        raise InvalidCommand("give exactly one of query and user_ids (spec 47)")
+        raise InvalidCommand("give exactly one of query and user_ids (a username prefix, or ids)")
     if query is not None:
         if not isinstance(query, str):
             raise InvalidCommand(f"query must be a str, not {type(query).__name__}")
         if limit is None:
-            raise InvalidCommand("limit is required with query (spec 47)")
+            raise InvalidCommand(
+                "limit is required with query (0 to 100; query='' with limit=0 asks for "
+                "every member)"
+            )
         data["query"] = query
     if limit is not None:
         if not _is_int(limit) or not 0 <= limit <= _MEMBERS_LIMIT:
             raise InvalidCommand(
                 f"limit must be an int between 0 and 100, not {limit!r}: a query returns at "
-                "most 100 members; query='' with limit=0 requests all members (spec 47)"
+                "most 100 members; query='' with limit=0 requests all members"
             )
         data["limit"] = limit
     if presences is not None:
@@ -375,7 +393,7 @@ def request_guild_members_data(
             ids = _snowflake_list(user_ids, "user_ids")
         if not 1 <= len(ids) <= _MEMBERS_LIMIT:
             raise InvalidCommand(
-                f"user_ids must hold 1 to 100 snowflakes, not {len(ids)} (spec 47)"
+                f"user_ids must hold 1 to 100 snowflakes, not {len(ids)}: split the request"
             )
         data["user_ids"] = ids
     if nonce is not None:
@@ -386,7 +404,7 @@ def request_guild_members_data(
             # Discord silently drops a nonce over 32 bytes: the reply could
             # then never be matched, so refuse it (spec 47).
             raise InvalidCommand(
-                f"nonce must be at most 32 bytes of UTF-8, not {size} bytes (spec 47)"
+                f"nonce must be at most 32 bytes of UTF-8, not {size} bytes: Discord would drop it"
             )
         data["nonce"] = nonce
     return _check_size(Opcode.REQUEST_GUILD_MEMBERS, data)
@@ -399,7 +417,7 @@ def request_soundboard_sounds_data(guild_ids: Iterable[Snowflake]) -> dict[str, 
     """The ``d`` of REQUEST_SOUNDBOARD_SOUNDS (op 31, spec 48): at least one guild."""
     ids = _snowflake_list(guild_ids, "guild_ids")
     if not ids:
-        raise InvalidCommand("guild_ids must hold at least one snowflake (spec 48)")
+        raise InvalidCommand("guild_ids must hold at least one guild id")
     return _check_size(Opcode.REQUEST_SOUNDBOARD_SOUNDS, {"guild_ids": ids})
 
 
@@ -418,6 +436,6 @@ def request_channel_info_data(
     if bad or not names or len(set(names)) != len(names):
         raise InvalidCommand(
             f"fields must be a non-empty selection of {list(CHANNEL_INFO_FIELDS)} without "
-            f"repeats, not {names!r} (spec 49)"
+            f"repeats, not {names!r}"
         )
     return {"guild_id": validate_snowflake(guild_id, "guild_id"), "fields": names}

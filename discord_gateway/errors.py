@@ -164,7 +164,32 @@ class InvalidIntents(GatewayClosed):
 
 
 class DisallowedIntents(GatewayClosed):
-    """4014: a privileged intent is not enabled for this bot."""
+    """4014: a privileged intent is not enabled for this bot.
+
+    ``privileged`` names the privileged intents the IDENTIFY asked for (empty
+    when the adapter did not know them); the message says where to enable them.
+    """
+
+    privileged: tuple[str, ...]
+
+    def __init__(
+        self,
+        code: int,
+        reason: str | None = None,
+        meaning: str = "",
+        *,
+        intents: int | None = None,
+    ) -> None:
+        super().__init__(code, reason, meaning)
+        from .intents import PORTAL_HINT, Intents, intent_names
+
+        asked = intent_names(intents & Intents.PRIVILEGED) if intents is not None else []
+        self.privileged = tuple(asked)
+        what = ", ".join(asked) or "GUILD_MEMBERS, GUILD_PRESENCES or MESSAGE_CONTENT"
+        self.args = (
+            f"{str(self.args[0]).rstrip('.')}; your intents ask for {what}: enable them in "
+            f"the {PORTAL_HINT}, or leave them out of intents",
+        )
 
 
 _FATAL_ERRORS: dict[int, type[GatewayClosed]] = {
@@ -203,11 +228,16 @@ class ConnectionFailed(GatewayClosed):
         self.causes = causes
 
 
-def fatal_close_error(code: int, reason: str | None = None) -> GatewayClosed:
-    """The exception that names a fatal close code."""
+def fatal_close_error(
+    code: int, reason: str | None = None, *, intents: int | None = None
+) -> GatewayClosed:
+    """The exception that names a fatal close code (``intents``: what IDENTIFY asked for)."""
     from .opcodes import close_policy
 
-    return _FATAL_ERRORS.get(code, GatewayClosed)(code, reason, close_policy(code).meaning)
+    meaning = close_policy(code).meaning
+    if code == 4014:
+        return DisallowedIntents(code, reason, meaning, intents=intents)
+    return _FATAL_ERRORS.get(code, GatewayClosed)(code, reason, meaning)
 
 
 class ConnectionRejected(GatewayError):

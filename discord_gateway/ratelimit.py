@@ -10,7 +10,6 @@ here: instead their worst case is *reserved* out of the 120, as twilight does
 from __future__ import annotations
 
 import math
-from collections import deque
 
 __all__ = ("SEND_LIMIT", "SEND_WINDOW", "CommandRateLimiter")
 
@@ -27,7 +26,8 @@ class CommandRateLimiter:
     __slots__ = ("_sent",)
 
     def __init__(self) -> None:
-        self._sent: deque[float] = deque()
+        # At most 120 entries: a list (an empty deque costs ~600 bytes per connection).
+        self._sent: list[float] = []
 
     def reset(self) -> None:
         """A new connection starts with a fresh window."""
@@ -44,8 +44,11 @@ class CommandRateLimiter:
 
     def _prune(self, now: float) -> None:
         sent = self._sent
-        while sent and sent[0] <= now - SEND_WINDOW:
-            sent.popleft()
+        # Computed as next_free() computes it: in floating point (t + 60) - 60
+        # can be below t, and a command next_free() announced as due would
+        # then stay in the window, so a timer loop at that deadline would spin.
+        while sent and sent[0] + SEND_WINDOW <= now:
+            del sent[0]
 
     def try_acquire(self, now: float, heartbeat_interval: float | None) -> bool:
         """Record a command sent at ``now`` if the window has room for it."""

@@ -308,7 +308,8 @@ class IdentifyScheduler:
             assert self._resets_at is not None
             raise IdentifyLimitExhausted(
                 f"no session starts left for shard {shard_id}: {self._remaining} remaining, "
-                f"{len(self._pending)} already queued; resets at {self._resets_at} (spec 20)",
+                f"{len(self._pending)} already queued; resets at {self._resets_at} "
+                "(Discord limits new sessions per day)",
                 self._resets_at,
             )
         self.released(shard_id, now)

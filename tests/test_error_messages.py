@@ -106,7 +106,7 @@ MISUSE: dict[str, tuple[Callable[[], object], type[GatewayError], str]] = {
         lambda: ready_link().conn.identify(token="t", intents=0),
         LocalProtocolError,
         "can't identify in state 'ready': IDENTIFY or RESUME was already sent on this "
-        "connection (spec 18)",
+        "connection (once only)",
     ),
     "resume while closing": (
         lambda: closing_link().conn.resume("t"),
@@ -128,18 +128,19 @@ MISUSE: dict[str, tuple[Callable[[], object], type[GatewayError], str]] = {
             token="t", intents=0, compress=True
         ),
         InvalidCommand,
-        "payload compression can't be combined with transport compression 'zlib-stream' (spec 36)",
+        "payload compression can't be combined with transport compression 'zlib-stream': "
+        "choose one or the other",
     ),
     "payload compression with ETF": (
         lambda: hello_link(encoding="etf").conn.identify(token="t", intents=0, compress=True),
         InvalidCommand,
-        "payload compression works with JSON only (spec 36)",
+        "payload compression works with JSON only: use encoding='json'",
     ),
     "command before IDENTIFY": (
         lambda: hello_link().conn.send_command(3, {}),
         LocalProtocolError,
         "can't send commands in state 'hello': send IDENTIFY or RESUME first "
-        "(spec 18: anything earlier gets 4003)",
+        "(Discord closes with 4003 otherwise)",
     ),
     "command while closing": (
         lambda: closing_link().conn.send_command(3, {}),
@@ -164,7 +165,7 @@ MISUSE: dict[str, tuple[Callable[[], object], type[GatewayError], str]] = {
     "queue full": (
         queue_full,
         CommandQueueFull,
-        "1 commands already wait for the send limit (spec 41); "
+        "1 commands already wait for the send limit (120 per 60 s); "
         "slow down or raise max_queued_commands",
     ),
     "reserved close code": (
@@ -191,7 +192,7 @@ MISUSE["reconnect after a fatal close"] = (
     fatally_closed,
     LocalProtocolError,
     "the gateway closed with fatal code 4004 (authentication failed (bad token)); "
-    "reconnecting cannot succeed (spec 31)",
+    "reconnecting cannot succeed: fix the cause and start again",
 )
 
 

@@ -97,7 +97,11 @@ def test_get_gateway_and_gateway_bot_on_the_same_port() -> None:
             assert status == 200
             assert body["url"] == gateway.url and body["shards"] == 2
             assert body["session_start_limit"]["remaining"] == 1000
-            assert (await http_get(gateway, "/api/v10/users/@me"))[0] == 404
+            # Discord's JSON error shape for an unknown route
+            assert await http_get(gateway, "/api/v10/no/such/route") == (
+                404,
+                {"message": "404: Not Found", "code": 0},
+            )
 
     run(main())
 
@@ -200,7 +204,7 @@ def test_cli_serve_prints_url_and_token_and_stops_on_ctrl_c() -> None:
         assert proc.wait(timeout=10) == 0
         assert proc.stderr is not None
         log = proc.stderr.read()
-        assert "connection #1: HTTP GET /api/v10/gateway" in log  # lifecycle logging
+        assert "REST GET /api/v10/gateway -> 200" in log  # lifecycle logging
     finally:
         if proc.poll() is None:
             proc.kill()

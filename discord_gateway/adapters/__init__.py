@@ -30,6 +30,6 @@ behave the same way:
 * every option is checked when the ``Shard`` is built (``ConfigurationError``).
 """
 
-from ._base import ShardOptions, default_ssl_context
+from ._base import ManagerOptions, ShardKwargs, ShardOptions, default_ssl_context
 
-__all__ = ("ShardOptions", "default_ssl_context")
+__all__ = ("ManagerOptions", "ShardKwargs", "ShardOptions", "default_ssl_context")

@@ -13,21 +13,36 @@ import difflib
 import logging
 import math
 import random
-import re
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Generic, TypedDict, TypeVar
 
 import certifi
 
-from ..commands import identify_data
+from ..commands import (
+    CHANNEL_INFO_FIELDS,
+    Snowflake,
+    identify_data,
+    presence_data,
+    request_channel_info_data,
+    request_guild_members_data,
+    request_soundboard_sounds_data,
+    voice_state_data,
+)
 from ..connection import MAX_TIMEOUT, DiscordConnection
 from ..errors import ConfigurationError, InvalidCommand
+from ..fsm import State
+from ..opcodes import Opcode
+from ..presence import Activity, Status
 
 __all__ = (
     "DEFAULT_URL",
     "LOG",
+    "ManagerOptions",
+    "ShardCommands",
+    "ShardKwargs",
+    "shard_logger",
     "MAX_FAILED_ATTEMPTS",
     "MAX_PENDING_EVENTS",
     "READ_SIZE",
@@ -36,6 +51,13 @@ __all__ = (
 )
 
 LOG = logging.getLogger("discord_gateway")
+
+
+def shard_logger(shard: tuple[int, int] | None) -> logging.Logger:
+    """The logger of one shard: ``discord_gateway.shard.<id>`` (``.shard`` alone unsharded)."""
+    return LOG.getChild("shard" if shard is None else f"shard.{shard[0]}")
+
+
 #: How many bytes one read asks for.
 READ_SIZE = 65536
 DEFAULT_URL = "wss://gateway.discord.gg"
@@ -47,7 +69,6 @@ MAX_PENDING_EVENTS = 10_000
 #: The longest timeout any option accepts, and the longest an adapter ever waits
 #: at once: a day (every selector can wait that long).
 MAX_SECONDS = MAX_TIMEOUT
-_SPEC = re.compile(r" \(spec \d+\)")  # the messages users see cite no internal numbers
 
 
 def default_ssl_context() -> ssl.SSLContext:
@@ -130,7 +151,7 @@ class ShardOptions:
                 presence=self.presence,
             )
         except InvalidCommand as exc:
-            raise ConfigurationError(_SPEC.sub("", str(exc))) from exc
+            raise ConfigurationError(str(exc)) from exc
         if self.shard is not None:
             object.__setattr__(self, "shard", tuple(self.shard))
         if not isinstance(self.url, str):
@@ -171,6 +192,7 @@ class ShardOptions:
             close_timeout=self.close_timeout,
             headers=self.headers,
             rng=self.rng,
+            logger=shard_logger(self.shard),
             **extra,
         )
 
@@ -192,3 +214,123 @@ class ShardOptions:
             presence=self.presence,
             large_threshold=self.large_threshold,
         )
+
+
+class ManagerOptions(TypedDict, total=False):
+    """The options every shard takes, by name and type (``Shard(...)`` adds ``shard``).
+
+    Typed keyword arguments: ``mypy --strict`` rejects a misspelt option, and
+    the constructors also check them at run time (``ConfigurationError``).
+    See :class:`ShardOptions` for what each means.
+    """
+
+    compress: str | bool | None
+    encoding: str
+    properties: dict[str, Any] | None
+    presence: dict[str, Any] | None
+    large_threshold: int | None
+    ssl_context: ssl.SSLContext | None
+    connect_timeout: float
+    hello_timeout: float
+    close_timeout: float
+    dispatch_handled: bool
+    rng: random.Random | None
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None
+    ready_timeout: float | None
+    resume_timeout: float | None
+    max_payload_size: int | None
+    max_pending_events: int
+    max_failed_attempts: int | None
+
+
+class ShardKwargs(ManagerOptions, total=False):
+    """:class:`ManagerOptions` and ``shard=(shard_id, num_shards)``."""
+
+    shard: tuple[int, int] | None
+
+
+R = TypeVar("R")
+
+
+class ShardCommands(Generic[R]):
+    """The typed commands, ``latency``, ``state`` and ``session_id`` of every adapter's Shard.
+
+    Each command is validated here, in your code (``InvalidCommand``), then
+    handed to the adapter's ``send()``: ``R`` is what that returns (an
+    awaitable in the asyncio and trio adapters, None in the threading one).
+    """
+
+    connection: DiscordConnection
+
+    def _submit(self, op: Opcode, data: dict[str, Any]) -> R:
+        raise NotImplementedError
+
+    @property
+    def latency(self) -> float | None:
+        """Seconds between the last heartbeat and its ACK; None before the first ACK."""
+        return self.connection.latency
+
+    @property
+    def state(self) -> State:
+        """The current connection's lifecycle state."""
+        return self.connection.state
+
+    @property
+    def session_id(self) -> str | None:
+        """The gateway session's id (from READY), None while there is none."""
+        return self.connection.session_id
+
+    def update_presence(
+        self,
+        *,
+        activities: Iterable[Activity | Mapping[str, Any]] = (),
+        status: Status | str = Status.ONLINE,
+        afk: bool = False,
+        since: int | None = None,
+    ) -> R:
+        """Update Presence (op 3): the bot's status and activities."""
+        data = presence_data(activities=activities, status=status, afk=afk, since=since)
+        return self._submit(Opcode.PRESENCE_UPDATE, data)
+
+    def update_voice_state(
+        self,
+        guild_id: Snowflake,
+        channel_id: Snowflake | None,
+        *,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> R:
+        """Update Voice State (op 4): join, move or (``channel_id=None``) leave voice."""
+        data = voice_state_data(guild_id, channel_id, self_mute=self_mute, self_deaf=self_deaf)
+        return self._submit(Opcode.VOICE_STATE_UPDATE, data)
+
+    def request_guild_members(
+        self,
+        guild_id: Snowflake,
+        *,
+        query: str | None = None,
+        limit: int | None = None,
+        presences: bool | None = None,
+        user_ids: Snowflake | Iterable[Snowflake] | None = None,
+        nonce: str | None = None,
+    ) -> R:
+        """Request Guild Members (op 8); the answer is GUILD_MEMBERS_CHUNK dispatches.
+
+        Give ``query`` (a username prefix) with ``limit``, or ``user_ids``.
+        """
+        data = request_guild_members_data(
+            guild_id, query=query, limit=limit, presences=presences, user_ids=user_ids, nonce=nonce
+        )
+        return self._submit(Opcode.REQUEST_GUILD_MEMBERS, data)
+
+    def request_soundboard_sounds(self, guild_ids: Iterable[Snowflake]) -> R:
+        """Request Soundboard Sounds (op 31); one SOUNDBOARD_SOUNDS dispatch per guild."""
+        data = request_soundboard_sounds_data(guild_ids)
+        return self._submit(Opcode.REQUEST_SOUNDBOARD_SOUNDS, data)
+
+    def request_channel_info(
+        self, guild_id: Snowflake, fields: Iterable[str] = CHANNEL_INFO_FIELDS
+    ) -> R:
+        """Request Channel Info (op 43); the answer is a CHANNEL_INFO dispatch."""
+        data = request_channel_info_data(guild_id, fields)
+        return self._submit(Opcode.REQUEST_CHANNEL_INFO, data)

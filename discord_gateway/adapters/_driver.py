@@ -41,6 +41,7 @@ What the driver decides:
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ from ..errors import (
 from ..events import Disconnected, Event, Hello, Ready, Resumed
 from ..fsm import State
 from ..fsm.states import OPEN_STATES, SENDING_STATES
-from ._base import LOG, ShardOptions
+from ._base import ShardOptions, shard_logger
 
 __all__ = ("Attempt", "Driver", "EventBound", "Step", "Stop")
 
@@ -118,9 +119,10 @@ class EventBound:
     replayed). The adapter opens no new connection while paused.
     """
 
-    __slots__ = ("limit", "low", "paused", "pauses")
+    __slots__ = ("limit", "log", "low", "paused", "pauses")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, log: logging.Logger | None = None) -> None:
+        self.log = log if log is not None else shard_logger(None)
         self.limit = limit
         self.low = limit // 2
         self.paused = False
@@ -133,7 +135,7 @@ class EventBound:
             return False
         self.paused = True
         self.pauses += 1
-        LOG.warning(
+        self.log.warning(
             "%d events are waiting for your code; reading from the gateway is paused "
             "until it catches up (read events faster, or raise max_pending_events)",
             pending,
@@ -145,7 +147,9 @@ class EventBound:
         if not self.paused or pending > self.low:
             return False
         self.paused = False
-        LOG.info("your code caught up (%d events waiting); reading from the gateway again", pending)
+        self.log.info(
+            "your code caught up (%d events waiting); reading from the gateway again", pending
+        )
         return True
 
 
@@ -154,9 +158,11 @@ class Driver:
 
     def __init__(self, options: ShardOptions, *, gate_identify: bool = False) -> None:
         self.options = options
+        #: This shard's logger, ``discord_gateway.shard.<id>``.
+        self.log = shard_logger(options.shard)
         #: Built now, so the core validates its options in the caller's constructor.
         self.conn: DiscordConnection = options.new_connection()
-        self.bound = EventBound(options.max_pending_events)
+        self.bound = EventBound(options.max_pending_events, self.log)
         #: The user asked to close: no new connection, no Disconnected.
         self.closing = False
         #: Set once the shard is finished; ``error`` is what to raise to the user.
@@ -273,11 +279,11 @@ class Driver:
             else:
                 self._note(closed.reason or "the connection was lost", counts=False)
         except RemoteProtocolError as err:
-            LOG.warning("the gateway sent bad data: %s", err)
+            self.log.warning("the gateway sent bad data: %s", err)
             self._note(f"bad data from the gateway: {err}", counts=True)
             out.append(err.data)
         except ConnectionRejected as err:
-            LOG.warning("%s", err)
+            self.log.warning("%s", err)
             self._note(
                 f"the gateway refused the upgrade with HTTP {err.code}",
                 counts=err.code not in _OUTAGE_STATUSES,
@@ -288,7 +294,9 @@ class Driver:
         except GatewayError:
             raise
         except Exception as exc:  # the core broke its error contract: never die of it
-            LOG.error("unexpected error from the core, please report it: %r", exc, exc_info=True)
+            self.log.error(
+                "unexpected error from the core, please report it: %r", exc, exc_info=True
+            )
             self._note(f"unexpected error: {exc!r}", counts=True)
             alive = False
         events: list[Event] = []
@@ -304,8 +312,12 @@ class Driver:
                     identify_due = True
                 else:
                     out.append(self.options.greeting(conn, now))
-            elif isinstance(event, (Ready, Resumed)):
+            elif isinstance(event, Ready):
                 self._session_started()
+                self.log.info("session %s is ready", event.session_id)
+            elif isinstance(event, Resumed):
+                self._session_started()
+                self.log.info("session %s resumed", conn.session_id)
             events.append(event)
         if conn.state not in SENDING_STATES:
             self._ready = False
@@ -333,6 +345,12 @@ class Driver:
             attempt = self._prepare(self.conn.reconnect())
         self._next = None
         self._new_connection()
+        self.log.info(
+            "connecting to %s:%d%s",
+            attempt.host,
+            attempt.port,
+            f" in {attempt.delay:.2f} s" if attempt.delay else "",
+        )
         return attempt
 
     def connect_failed(self, exc: BaseException, host: str, port: int) -> list[Event]:
@@ -348,7 +366,10 @@ class Driver:
             self._finish(None)
             return []
         if conn.state is State.CLOSED:
-            self._finish(self.stop_error())
+            error = self.stop_error()
+            if error is not None:
+                self.log.error("stopping: %s", error)
+            self._finish(error)
             return []
         cause = self._cause or "the connection was lost"
         # Reading paused for a stalled consumer makes zombies: not the gateway's fault.
@@ -359,7 +380,7 @@ class Driver:
             self._failures.append(cause)
             if limit is not None and len(self._failures) >= limit:
                 error = ConnectionFailed(tuple(self._failures), self._code or 1006)
-                LOG.error("%s", error)
+                self.log.error("%s", error)
                 self._finish(error)
                 return []
         self._lost_in_a_row += 1
@@ -373,7 +394,7 @@ class Driver:
         data = {"code": code, "reason": reason, "resumable": resumable, "delay": delay}
         data["attempt"] = attempt
         event = Disconnected(code, reason, resumable, delay, attempt, {"op": None, "d": data})
-        LOG.warning(
+        self.log.warning(
             "lost the connection to the gateway (%s); %s in %.2f s (attempt %d%s)",
             f"{event.code}: {event.reason}" if event.code is not None else event.reason,
             "resuming" if event.resumable else "identifying",
@@ -394,7 +415,9 @@ class Driver:
         """The exception to raise when the gateway ended the connection for good."""
         conn = self.conn
         if conn.state is State.CLOSED and conn.fatal_close_code is not None:
-            return fatal_close_error(conn.fatal_close_code, conn.fatal_close_reason)
+            return fatal_close_error(
+                conn.fatal_close_code, conn.fatal_close_reason, intents=self.options.intents
+            )
         return None
 
     def _finish(self, error: BaseException | None) -> None:

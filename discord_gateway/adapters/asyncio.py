@@ -14,17 +14,23 @@ When ``max_pending_events`` wait for you, the transport stops reading
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
 from ..events import Event
 from ..fsm.states import SENDING_STATES
+from ..intents import Intents
 from ..opcodes import Opcode
-from ._base import DEFAULT_URL, LOG, ShardOptions
+from ._base import DEFAULT_URL, ShardCommands, ShardOptions
 from ._driver import Driver, Step, Stop
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._base import ShardKwargs
 
 __all__ = ("Shard",)
 
@@ -56,7 +62,7 @@ class _GatewayProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
             if exc is not None:
-                LOG.info("connection lost: %s", exc)
+                self._driver.log.info("connection lost: %s", exc)
             self._apply(self._driver.lost)
             self._finish()
 
@@ -134,26 +140,33 @@ class _GatewayProtocol(asyncio.Protocol):
         self._finish()
 
 
-class Shard:
+class Shard(ShardCommands[Coroutine[Any, Any, None]]):
     """One gateway connection (one shard of a bot), kept alive for you.
 
     ``async for event in shard`` yields the core's typed events (``Ready``,
     ``Dispatch``, ``Disconnected`` for every lost connection, ...) until
-    ``close()``; a fatal close code raises its exception
-    (``AuthenticationFailed`` for 4004, ...), and repeated failures before
-    READY raise ``ConnectionFailed``. Slow consumers never delay heartbeats:
-    events wait in a queue of at most ``max_pending_events``.
-    Bad options raise ``ConfigurationError`` here.
+    ``close()``. A fatal close code ends the shard with its exception
+    (``AuthenticationFailed`` for 4004, ...; repeated failures before READY
+    with ``ConnectionFailed``), raised wherever you wait: iteration,
+    ``wait_ready()``, ``send()`` and the commands, and leaving ``async with``
+    if nothing else raised it. Slow consumers never delay heartbeats: events
+    wait in a queue of at most ``max_pending_events``. Bad options raise
+    ``ConfigurationError`` here.
+
+    ``intents`` is :class:`~discord_gateway.Intents` flags or an int; the
+    options are :class:`~discord_gateway.adapters.ShardKwargs`.
+    ``before_identify`` is awaited before each IDENTIFY (not RESUME) with the
+    shard: ``ShardManager`` paces session starts with it.
     """
 
     def __init__(
         self,
         token: str,
         *,
-        intents: int,
+        intents: Intents | int,
         url: str = DEFAULT_URL,
         before_identify: Callable[[Shard], Awaitable[None]] | None = None,
-        **options: Any,
+        **options: Unpack[ShardKwargs],
     ) -> None:
         self.options = ShardOptions.build(token, intents, url, options)
         # Awaited before each IDENTIFY (not RESUME): ShardManager's concurrency gate.
@@ -168,6 +181,9 @@ class Shard:
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._stopped_event = asyncio.Event()
+        #: Why the shard stopped (None: closed by you), and whether you were told.
+        self._error: BaseException | None = None
+        self._error_raised = False
 
     def __repr__(self) -> str:
         return f"<Shard {self.options.shard} {self.connection!r}>"
@@ -183,6 +199,17 @@ class Shard:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+        if exc is None and not self._error_raised:
+            self._raise_error()  # a fatal error nobody waited for: leaving says it
+
+    def _raise_error(self) -> None:
+        """Raise the error the shard stopped with, if any (once told, not again on exit)."""
+        if self._error is not None:
+            self._error_raised = True
+            raise self._error
+
+    def _submit(self, op: Opcode, data: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        return self.send(op, data)
 
     def start(self) -> None:
         if self._task is None:
@@ -200,8 +227,7 @@ class Shard:
         item = await self._events.get()
         if isinstance(item, Stop):
             self._events.put_nowait(item)  # every later call ends too
-            if item.error is not None:
-                raise item.error
+            self._raise_error()
             raise StopAsyncIteration
         if self._driver.bound.after_get(self._events.qsize()):
             self._unpaused.set()
@@ -226,6 +252,7 @@ class Shard:
     def _stop(self, error: BaseException | None) -> None:
         if not self._stopped:
             self._stopped = True
+            self._error = error
             self._stopped_event.set()
             self._events.put_nowait(Stop(error))
 
@@ -234,12 +261,14 @@ class Shard:
     async def wait_ready(self) -> None:
         """Wait until the session is ready (READY or RESUMED received).
 
-        Raises :class:`LocalProtocolError` if the shard stops first (closed, or
-        a fatal close code).
+        If the shard stops first, raises why: its fatal error
+        (``AuthenticationFailed``, ``DisallowedIntents``, ``ConnectionFailed``,
+        ...), or :class:`LocalProtocolError` if you closed it.
         """
         while not self._ready.is_set():
             if self._stopped:
-                raise LocalProtocolError("the shard is closed")
+                self._raise_error()
+                raise LocalProtocolError("the shard is closed: no command can be sent")
             ready = asyncio.ensure_future(self._ready.wait())
             stopped = asyncio.ensure_future(self._stopped_event.wait())
             try:
@@ -252,7 +281,9 @@ class Shard:
         """Send a command once the session can take it (after IDENTIFY/RESUME).
 
         Over the send limit the core queues it and its timer releases it.
-        Raises :class:`LocalProtocolError` once the shard is closed.
+        Raises the shard's fatal error if it stopped with one (e.g.
+        ``AuthenticationFailed`` before READY), :class:`LocalProtocolError`
+        once you closed it.
         """
         while True:
             await self.wait_ready()

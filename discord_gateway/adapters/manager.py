@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError
-from ..events import Event, InvalidSession, Ready
+from ..commands import CHANNEL_INFO_FIELDS, Snowflake, validate_snowflake
+from ..errors import ConfigurationError, GatewayClosed, InvalidCommand, LocalProtocolError
+from ..events import Disconnected, Event, InvalidSession, Ready
+from ..intents import Intents
 from ..opcodes import Opcode
-from ..sharding import GatewayBotInfo, IdentifyScheduler
+from ..presence import Activity, Status
+from ..sharding import GatewayBotInfo, IdentifyScheduler, shard_for_guild
 from ._base import DEFAULT_URL, ShardOptions
 from .asyncio import Shard
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    # cluster hooks (issue 14); importing them never imports redis
+    from ..cluster._base import EventSink, IdentifyQueue, SessionStore, ShardHooks
+    from ._base import ManagerOptions
 
 __all__ = ("ShardEvent", "ShardManager")
 
@@ -52,23 +63,36 @@ class ShardManager:
     ``async with ShardManager(token, intents=...) as bot: async for item in bot:``
     yields :class:`ShardEvent`, ``Disconnected`` events included. If any shard
     stops with a fatal error (bad token, disallowed intents, no session starts
-    left, ``ConnectionFailed``) iteration raises it. Bad options (the manager's
-    and every shard's) raise ``ConfigurationError`` here. At most
+    left, ``ConnectionFailed``) it is raised wherever you wait: iteration,
+    ``wait_ready()``, ``send()`` and the commands of that shard, and leaving
+    ``async with`` if nothing else raised it. Bad options (the manager's and
+    every shard's) raise ``ConfigurationError`` here. At most
     ``max_pending_events`` events wait for you in all; beyond that the shards
     stop reading (see the adapters' queue bound).
+
+    Without ``url`` or ``shard_count`` it asks ``{api_base}/gateway/bot``
+    (``api_base`` defaults to Discord's API; point it at a local gateway's
+    ``/api/v10`` in tests). The other options are every shard's
+    (:class:`~discord_gateway.adapters.ManagerOptions`). The commands
+    (``update_voice_state``, ``request_guild_members``, ...) go to the shard
+    that serves the guild; ``update_presence`` to every shard.
     """
 
     def __init__(
         self,
         token: str,
         *,
-        intents: int,
+        intents: Intents | int,
         shard_count: int | None = None,
         shard_ids: list[int] | None = None,
         url: str | None = None,
         max_concurrency: int | None = None,
         api_base: str = DISCORD_API,
-        **shard_options: Any,
+        # -- cluster hooks (issue 14, discord_gateway.cluster) --
+        scheduler: IdentifyScheduler | IdentifyQueue | None = None,
+        session_store: SessionStore | None = None,
+        event_sink: EventSink | None = None,
+        **shard_options: Unpack[ManagerOptions],
     ) -> None:
         if shard_count is not None and (not _is_int(shard_count) or shard_count < 1):
             raise ConfigurationError(f"shard_count must be an int >= 1, not {shard_count!r}")
@@ -116,6 +140,31 @@ class ShardManager:
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._error: BaseException | None = None
+        self._error_raised = False
+        # -- cluster hooks (issue 14) --
+        # scheduler: an IdentifyScheduler replaces the one built at start(); an
+        # IdentifyQueue (RedisIdentifyScheduler) is awaited instead of it.
+        # session_store: shards RESUME their saved sessions, saved as they go.
+        # event_sink: every dispatch is published there too.
+        self._queue: IdentifyQueue | None = None
+        self._given_scheduler: IdentifyScheduler | None = None
+        self._hooks: ShardHooks | None = None
+        if isinstance(scheduler, IdentifyScheduler):
+            self._given_scheduler = scheduler
+        elif scheduler is not None:
+            from ..cluster._base import IdentifyQueue as _Queue
+
+            if not isinstance(scheduler, _Queue):
+                raise ConfigurationError(
+                    "scheduler must be an IdentifyScheduler or have async acquire and "
+                    f"release methods, not {type(scheduler).__name__}"
+                )
+            self._queue = scheduler
+        if session_store is not None or event_sink is not None:
+            from ..cluster._base import ShardHooks as _Hooks
+
+            self._hooks = _Hooks(session_store=session_store, event_sink=event_sink)
 
     def __repr__(self) -> str:
         return f"<ShardManager {len(self.shards)} shards>"
@@ -131,6 +180,24 @@ class ShardManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+        if exc is None and not self._error_raised:
+            self._raise_error()  # a fatal error nobody waited for: leaving says it
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            self._error_raised = True
+            raise self._error
+
+    @contextlib.contextmanager
+    def _telling(self) -> Iterator[None]:
+        """A shard's fatal error raised to you here is not raised again on exit."""
+        try:
+            yield
+        except GatewayClosed as exc:
+            if self._error is None or exc is self._error:
+                self._error = exc
+                self._error_raised = True
+            raise
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -148,6 +215,8 @@ class ShardManager:
             )
         else:
             self.scheduler = IdentifyScheduler(concurrency or 1)
+        if self._given_scheduler is not None:  # cluster hook (issue 14)
+            self.scheduler = self._given_scheduler
         ids = self._shard_ids if self._shard_ids is not None else list(range(count))
         for shard_id in ids:
             if not 0 <= shard_id < count:
@@ -161,6 +230,9 @@ class ShardManager:
                 **self._options,
             )
         self._tasks.append(loop.create_task(self._schedule()))
+        if self._hooks is not None:  # cluster hook (issue 14): RESUME saved sessions
+            for shard_id, shard in self.shards.items():
+                await self._hooks.restore(shard_id, shard)
         for shard_id, shard in self.shards.items():
             shard.start()
             self._tasks.append(loop.create_task(self._forward(shard_id, shard)))
@@ -169,6 +241,9 @@ class ShardManager:
         """Wait for this shard's turn to IDENTIFY."""
         assert self.scheduler is not None and shard.options.shard is not None
         shard_id = shard.options.shard[0]
+        if self._queue is not None:  # cluster hook (issue 14): the shared queue
+            await self._queue.acquire(shard_id)
+            return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         stale = self._waiting.pop(shard_id, None)
@@ -204,11 +279,20 @@ class ShardManager:
                     # spec 60: the identify was answered; free the bucket slot.
                     self.scheduler.released(shard_id, loop.time())
                     self._wake.set()
+                # -- cluster hooks (issue 14) --
+                if self._queue is not None and isinstance(
+                    event, (Ready, InvalidSession, Disconnected)
+                ):
+                    await self._queue.release(shard_id)  # spec 60
+                if self._hooks is not None:
+                    await self._hooks.on_event(shard_id, event)
                 await self._room.acquire()
                 self._events.put_nowait(ShardEvent(shard_id, event))
         except Exception as exc:
             error = exc
         if error is not None:
+            if self._error is None:
+                self._error = error
             self._events.put_nowait(_Done(error))
 
     def __aiter__(self) -> ShardManager:
@@ -219,19 +303,138 @@ class ShardManager:
         if isinstance(item, _Done):
             self._events.put_nowait(item)
             if item.error is not None:
+                self._error_raised = True
                 raise item.error
             raise StopAsyncIteration
         self._room.release()
         return item
 
-    async def send(self, shard_id: int, op: Opcode | int, data: Any) -> None:
-        await self.shards[shard_id].send(op, data)
+    def _shard(self, shard_id: int) -> Shard:
+        shard = self.shards.get(shard_id)
+        if shard is None:
+            raise LocalProtocolError(
+                f"no shard {shard_id} here (shards: {sorted(self.shards)}); "
+                + ("start the manager first" if not self.shards else "check the shard id")
+            )
+        return shard
 
-    async def close(self) -> None:
-        await asyncio.gather(*(shard.close() for shard in self.shards.values()))
+    def shard_for_guild(self, guild_id: Snowflake) -> Shard:
+        """The shard that serves ``guild_id`` (Discord's ``(guild_id >> 22) % shard_count``)."""
+        if not self.shards:
+            raise LocalProtocolError("the manager has no shards yet: start it first")
+        any_shard = next(iter(self.shards.values()))
+        assert any_shard.options.shard is not None
+        count = any_shard.options.shard[1]
+        shard_id = shard_for_guild(validate_snowflake(guild_id, "guild_id"), count)
+        shard = self.shards.get(shard_id)
+        if shard is None:
+            raise LocalProtocolError(
+                f"guild {guild_id} is served by shard {shard_id}, which this manager does not "
+                f"run (shard_ids {sorted(self.shards)})"
+            )
+        return shard
+
+    async def wait_ready(self) -> None:
+        """Wait until every shard's session is ready; raises a shard's fatal error."""
+        with self._telling():
+            await asyncio.gather(*(shard.wait_ready() for shard in self.shards.values()))
+
+    async def send(self, shard_id: int, op: Opcode | int, data: Any) -> None:
+        """Send a raw command on one shard (see the typed commands below)."""
+        with self._telling():
+            await self._shard(shard_id).send(op, data)
+
+    async def update_presence(
+        self,
+        *,
+        activities: Iterable[Activity | Mapping[str, Any]] = (),
+        status: Status | str = Status.ONLINE,
+        afk: bool = False,
+        since: int | None = None,
+        shard_id: int | None = None,
+    ) -> None:
+        """Update Presence (op 3) on every shard, or on ``shard_id`` only."""
+        activities = list(activities)
+        shards = list(self.shards.values()) if shard_id is None else [self._shard(shard_id)]
+        # Validated once, before anything is sent.
+        coros = [
+            s.update_presence(activities=activities, status=status, afk=afk, since=since)
+            for s in shards
+        ]
+        with self._telling():
+            await asyncio.gather(*coros)
+
+    async def update_voice_state(
+        self,
+        guild_id: Snowflake,
+        channel_id: Snowflake | None,
+        *,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> None:
+        """Update Voice State (op 4) on the guild's shard."""
+        with self._telling():
+            await self.shard_for_guild(guild_id).update_voice_state(
+                guild_id, channel_id, self_mute=self_mute, self_deaf=self_deaf
+            )
+
+    async def request_guild_members(
+        self,
+        guild_id: Snowflake,
+        *,
+        query: str | None = None,
+        limit: int | None = None,
+        presences: bool | None = None,
+        user_ids: Snowflake | Iterable[Snowflake] | None = None,
+        nonce: str | None = None,
+    ) -> None:
+        """Request Guild Members (op 8) on the guild's shard."""
+        with self._telling():
+            await self.shard_for_guild(guild_id).request_guild_members(
+                guild_id,
+                query=query,
+                limit=limit,
+                presences=presences,
+                user_ids=user_ids,
+                nonce=nonce,
+            )
+
+    async def request_soundboard_sounds(self, guild_ids: Iterable[Snowflake]) -> None:
+        """Request Soundboard Sounds (op 31): one request per shard, for its guilds."""
+        if isinstance(guild_ids, (str, bytes)) or not isinstance(guild_ids, Iterable):
+            raise InvalidCommand(f"guild_ids must be a list of guild ids, not {guild_ids!r}")
+        groups: dict[int, list[Snowflake]] = {}
+        shards: dict[int, Shard] = {}
+        for guild_id in guild_ids:
+            shard = self.shard_for_guild(guild_id)
+            assert shard.options.shard is not None
+            groups.setdefault(shard.options.shard[0], []).append(guild_id)
+            shards[shard.options.shard[0]] = shard
+        if not groups:
+            raise InvalidCommand("guild_ids must hold at least one guild id")
+        with self._telling():
+            await asyncio.gather(
+                *(shards[i].request_soundboard_sounds(ids) for i, ids in groups.items())
+            )
+
+    async def request_channel_info(
+        self, guild_id: Snowflake, fields: Iterable[str] = CHANNEL_INFO_FIELDS
+    ) -> None:
+        """Request Channel Info (op 43) on the guild's shard."""
+        with self._telling():
+            await self.shard_for_guild(guild_id).request_channel_info(guild_id, fields)
+
+    async def close(self, code: int = 1000) -> None:
+        """Close every shard with ``code``: 1000 ends the sessions; another code
+        (4000) keeps them resumable, e.g. for a restart with a ``session_store``."""
+        await asyncio.gather(*(shard.close(code) for shard in self.shards.values()))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._hooks is not None:  # cluster hook (issue 14): save or drop the sessions
+            for shard_id in self.shards:
+                await self._hooks.finish(shard_id, session_ended=code in (1000, 1001))
+            await self._hooks.close()
         for future in self._waiting.values():
             future.cancel()
         self._events.put_nowait(_Done(None))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import queue
 import selectors
 import socket
@@ -31,42 +32,57 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
 from ..events import Event
 from ..fsm.states import SENDING_STATES
+from ..intents import Intents
 from ..opcodes import Opcode
-from ._base import DEFAULT_URL, LOG, MAX_SECONDS, READ_SIZE, ShardOptions
+from ._base import DEFAULT_URL, MAX_SECONDS, READ_SIZE, ShardCommands, ShardOptions
 from ._driver import Driver, Step, Stop
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._base import ShardKwargs
 
 __all__ = ("Shard",)
 
 _Socket = socket.socket  # an ssl.SSLSocket is one too
 
 
-class Shard:
+class Shard(ShardCommands[None]):
     """One gateway connection (one shard of a bot), kept alive by an I/O thread.
 
     ``for event in shard`` yields the core's typed events (``Ready``,
     ``Dispatch``, ``Disconnected`` for every lost connection, ...) until
-    ``close()``; a fatal close code raises its exception
-    (``AuthenticationFailed`` for 4004, ...), and repeated failures before
-    READY raise ``ConnectionFailed``. ``send()`` may be called from any
-    thread. Bad options raise ``ConfigurationError`` here.
+    ``close()``. A fatal close code ends the shard with its exception
+    (``AuthenticationFailed`` for 4004, ...; repeated failures before READY
+    with ``ConnectionFailed``), raised wherever you wait: iteration,
+    ``wait_ready()``, ``send()`` and the commands, and leaving ``with`` if
+    nothing else raised it. ``send()`` and the commands may be called from
+    any thread. Bad options raise ``ConfigurationError`` here.
+
+    ``intents`` is :class:`~discord_gateway.Intents` flags or an int; the
+    options are :class:`~discord_gateway.adapters.ShardKwargs`.
     """
 
     def __init__(
         self,
         token: str,
         *,
-        intents: int,
+        intents: Intents | int,
         url: str = DEFAULT_URL,
-        **options: Any,
+        **options: Unpack[ShardKwargs],
     ) -> None:
         self.options = ShardOptions.build(token, intents, url, options)
         self._driver = Driver(self.options)
+        self._log = self._driver.log
+        #: Why the shard stopped (None: closed by you), and whether you were told.
+        self._error: BaseException | None = None
+        self._error_raised = False
         self.connection: DiscordConnection = self._driver.conn
         self._events: queue.Queue[Event | Stop] = queue.Queue()
         # One lock guards the core, the driver and the outbox: the I/O thread and
@@ -98,6 +114,18 @@ class Shard:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+        if exc is None and not self._error_raised:
+            self._raise_error()  # a fatal error nobody waited for: leaving says it
+
+    def _raise_error(self) -> None:
+        """Raise the error the shard stopped with, if any (once told, not again on exit)."""
+        error = self._error
+        if error is not None:
+            self._error_raised = True
+            raise error
+
+    def _submit(self, op: Opcode, data: dict[str, Any]) -> None:
+        self.send(op, data)
 
     def start(self) -> None:
         """Start the I/O thread (``with`` does it for you)."""
@@ -130,8 +158,7 @@ class Shard:
         item = self._events.get()
         if isinstance(item, Stop):
             self._events.put(item)  # every later call ends too
-            if item.error is not None:
-                raise item.error
+            self._raise_error()
             raise StopIteration
         with self._lock:
             resume = self._driver.bound.after_get(self._events.qsize())
@@ -140,27 +167,36 @@ class Shard:
         return item
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Wait until the session is ready (READY or RESUMED received); False on timeout."""
+        """Wait until the session is ready (READY or RESUMED received); False on timeout
+        or once you closed the shard.
+
+        If the shard stops with a fatal error first (``AuthenticationFailed``,
+        ``DisallowedIntents``, ``ConnectionFailed``, ...), raises it.
+        """
         with self._changed:
-            return (
-                self._changed.wait_for(
-                    lambda: self._ready or self._stopped or self._driver.closing, timeout
-                )
-                and self._ready
+            self._changed.wait_for(
+                lambda: self._ready or self._stopped or self._driver.closing, timeout
             )
+            if not self._ready:
+                self._raise_error()
+            return self._ready
 
     def send(self, op: Opcode | int, data: Any, *, timeout: float | None = None) -> None:
         """Send a command once the session can take it (after READY or RESUMED).
 
         Blocks until then (``TimeoutError`` after ``timeout`` seconds). Over the
         send limit the core queues the command and its timer releases it.
-        Invalid commands raise ``InvalidCommand`` here, in your thread.
+        Invalid commands raise ``InvalidCommand`` here, in your thread. If the
+        shard stopped with a fatal error (e.g. ``AuthenticationFailed`` before
+        READY) raises it; once you closed it, :class:`LocalProtocolError`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while True:
+                if self._stopped:
+                    self._raise_error()
                 if self._driver.closing or self._stopped:
-                    raise LocalProtocolError("the shard is closed")
+                    raise LocalProtocolError("the shard is closed: no command can be sent")
                 if self._ready and self.connection.state in SENDING_STATES:
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -187,7 +223,7 @@ class Shard:
             options = self.options
             thread.join(2 * options.connect_timeout + options.close_timeout + 1.0)
             if thread.is_alive():  # pragma: no cover - only a bug gets here
-                LOG.error("the I/O thread did not stop; leaving it (a daemon thread)")
+                self._log.error("the I/O thread did not stop; leaving it (a daemon thread)")
                 return
             self._release_wakeup()
         self._stop(None)
@@ -203,6 +239,7 @@ class Shard:
         with self._changed:
             if not self._stopped:
                 self._stopped = True
+                self._error = error
                 self._ready = False
                 self._events.put(Stop(error))
                 self._changed.notify_all()
@@ -297,10 +334,10 @@ class Shard:
                     self._deliver(driver.connection_lost())
             error = driver.error
         except GatewayError as exc:  # a bug or bad options: stop, say why
-            LOG.error("stopping: %r", exc)
+            self._log.error("stopping: %r", exc)
             error = exc
         except BaseException as exc:  # pragma: no cover - reported to the consumer
-            LOG.exception("the I/O thread failed")
+            self._log.exception("the I/O thread failed")
             error = exc
         finally:
             self._stop(error)
@@ -353,7 +390,7 @@ class Shard:
             # Decrypted bytes may wait inside the SSLSocket, invisible to select().
             pending = reading and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
             if pending or self._wait(sock if reading else None, deadline):
-                data = _recv(sock)
+                data = _recv(sock, self._log)
                 if data is not None:
                     alive = self._step(functools.partial(driver.receive, data))
                     if not alive:
@@ -394,22 +431,22 @@ class Shard:
                 view = view[sock.send(view) :]
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 if not self._wait(sock, deadline, write=True) and time.monotonic() >= deadline:
-                    LOG.warning("writing to the gateway timed out")
+                    self._log.warning("writing to the gateway timed out")
                     return False
             except OSError as exc:
-                LOG.info("connection lost while writing: %r", exc)
+                self._log.info("connection lost while writing: %r", exc)
                 return False
         return True
 
 
-def _recv(sock: _Socket) -> bytes | None:
+def _recv(sock: _Socket, log: logging.Logger) -> bytes | None:
     """Bytes read, ``b""`` when the transport is lost, None when nothing is there yet."""
     try:
         return sock.recv(READ_SIZE)
     except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
         return None  # e.g. half a TLS record
     except OSError as exc:  # resets, ssl.SSLError
-        LOG.info("connection lost: %r", exc)
+        log.info("connection lost: %r", exc)
         return b""
 
 

@@ -22,10 +22,10 @@ import functools
 import math
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -33,9 +33,15 @@ from ..connection import DiscordConnection
 from ..errors import GatewayError, LocalProtocolError
 from ..events import Event
 from ..fsm.states import SENDING_STATES
+from ..intents import Intents
 from ..opcodes import Opcode
-from ._base import DEFAULT_URL, LOG, MAX_SECONDS, READ_SIZE, ShardOptions
+from ._base import DEFAULT_URL, MAX_SECONDS, READ_SIZE, ShardCommands, ShardOptions
 from ._driver import Driver, Step, Stop
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._base import ShardKwargs
 
 __all__ = ("Shard",)
 
@@ -43,28 +49,37 @@ __all__ = ("Shard",)
 _LOST = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 
 
-class Shard:
+class Shard(ShardCommands[Coroutine[Any, Any, None]]):
     """One gateway connection (one shard of a bot), kept alive for you.
 
     ``async for event in shard`` yields the core's typed events (``Ready``,
     ``Dispatch``, ``Disconnected`` for every lost connection, ...) until
-    ``close()``; a fatal close code raises its exception
-    (``AuthenticationFailed`` for 4004, ...), and repeated failures before
-    READY raise ``ConnectionFailed``. Slow consumers never delay heartbeats:
-    events wait in a channel of at most ``max_pending_events``.
-    Bad options raise ``ConfigurationError`` here.
+    ``close()``. A fatal close code ends the shard with its exception
+    (``AuthenticationFailed`` for 4004, ...; repeated failures before READY
+    with ``ConnectionFailed``), raised wherever you wait: iteration,
+    ``wait_ready()``, ``send()`` and the commands, and leaving ``async with``
+    if nothing else raised it. Slow consumers never delay heartbeats: events
+    wait in a channel of at most ``max_pending_events``. Bad options raise
+    ``ConfigurationError`` here.
+
+    ``intents`` is :class:`~discord_gateway.Intents` flags or an int; the
+    options are :class:`~discord_gateway.adapters.ShardKwargs`.
     """
 
     def __init__(
         self,
         token: str,
         *,
-        intents: int,
+        intents: Intents | int,
         url: str = DEFAULT_URL,
-        **options: Any,
+        **options: Unpack[ShardKwargs],
     ) -> None:
         self.options = ShardOptions.build(token, intents, url, options)
         self._driver = Driver(self.options)
+        self._log = self._driver.log
+        #: Why the shard stopped (None: closed by you), and whether you were told.
+        self._error: BaseException | None = None
+        self._error_raised = False
         self.connection: DiscordConnection = self._driver.conn
         # Unbounded, so the end of the stream can always be sent: the bound is
         # kept by not receiving (EventBound), and nothing is ever dropped.
@@ -109,6 +124,17 @@ class Shard:
             # The body's exception is not the nursery's: pass None so it propagates
             # as itself, not wrapped in an ExceptionGroup.
             await manager.__aexit__(None, None, None)
+        if exc is None and not self._error_raised:
+            self._raise_error()  # a fatal error nobody waited for: leaving says it
+
+    def _raise_error(self) -> None:
+        """Raise the error the shard stopped with, if any (once told, not again on exit)."""
+        if self._error is not None:
+            self._error_raised = True
+            raise self._error
+
+    def _submit(self, op: Opcode, data: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        return self.send(op, data)
 
     @property
     def pending_events(self) -> int:
@@ -122,8 +148,7 @@ class Shard:
         item = await self._receive_events.receive()
         if isinstance(item, Stop):
             self._send_events.send_nowait(item)  # every later call ends too
-            if item.error is not None:
-                raise item.error
+            self._raise_error()
             raise StopAsyncIteration
         if self._driver.bound.after_get(self.pending_events):
             self._unpaused.set()
@@ -143,6 +168,7 @@ class Shard:
     def _stop(self, error: BaseException | None) -> None:
         if not self._stopped:
             self._stopped = True
+            self._error = error
             self._send_events.send_nowait(Stop(error))
             self._notify()
 
@@ -155,22 +181,30 @@ class Shard:
     async def wait_ready(self) -> None:
         """Wait until the session is ready (READY or RESUMED received).
 
-        Raises ``LocalProtocolError`` if the shard is closed (or stops) first.
+        If the shard stops first, raises why: its fatal error
+        (``AuthenticationFailed``, ``DisallowedIntents``, ``ConnectionFailed``,
+        ...), or ``LocalProtocolError`` if you closed it.
         """
         while not self._ready.is_set():
+            if self._stopped:
+                self._raise_error()
             if self._driver.closing or self._stopped:
-                raise LocalProtocolError("the shard is closed")
+                raise LocalProtocolError("the shard is closed: no command can be sent")
             await self._changed.wait()
 
     async def send(self, op: Opcode | int, data: Any) -> None:
         """Send a command once the session can take it (after READY or RESUMED).
 
         Over the send limit the core queues it and its timer releases it.
-        Raises ``LocalProtocolError`` once the shard is closed.
+        Raises the shard's fatal error if it stopped with one (e.g.
+        ``AuthenticationFailed`` before READY), ``LocalProtocolError`` once
+        you closed it.
         """
         while True:
+            if self._stopped:
+                self._raise_error()
             if self._driver.closing or self._stopped:
-                raise LocalProtocolError("the shard is closed")
+                raise LocalProtocolError("the shard is closed: no command can be sent")
             if self._ready.is_set() and self.connection.state in SENDING_STATES:
                 break
             await self._changed.wait()
@@ -206,7 +240,7 @@ class Shard:
                     self._deliver(driver.connection_lost())
                 error = driver.error
         except GatewayError as exc:  # a bug or bad options: stop, say why
-            LOG.error("stopping: %r", exc)
+            self._log.error("stopping: %r", exc)
             error = exc
         finally:
             self._stop(error)
@@ -258,7 +292,7 @@ class Shard:
                         await trio.sleep_forever()  # at the bound: stop receiving
                     data = bytes(await stream.receive_some(READ_SIZE))
                 except _LOST as exc:
-                    LOG.info("connection lost: %r", exc)
+                    self._log.info("connection lost: %r", exc)
                     data = b""
                 finally:
                     self._waiting = None
@@ -294,7 +328,7 @@ class Shard:
                 while self._outbox:
                     await stream.send_all(self._outbox.popleft())
         except _LOST as exc:
-            LOG.info("connection lost while writing: %r", exc)
+            self._log.info("connection lost while writing: %r", exc)
             return False
         return True
 

@@ -10,12 +10,28 @@ object carrying a ``state`` attribute. ``MachineError`` becomes
 
 from __future__ import annotations
 
+import logging
+
 from transitions import Machine, MachineError
 
 from ..errors import LocalProtocolError
 from .states import INITIAL_STATE, TRANSITIONS, State, Trigger
 
 __all__ = ("Lifecycle", "mermaid_diagram")
+
+
+def _quiet_transitions() -> None:
+    """Keep ``transitions`` below INFO unless the user asked for it.
+
+    It logs every trigger at INFO ("Finished processing state HELLO enter
+    callbacks"), a dozen lines per connection, all of them ours to tell. Its
+    ``transitions`` logger goes to WARNING, but only if nobody set a level on
+    it: ``logging.getLogger("transitions").setLevel(logging.INFO)`` (before or
+    after importing us) brings the lines back. The root logger is not touched.
+    """
+    log = logging.getLogger("transitions")
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.WARNING)
 
 
 def _build_machine() -> Machine:
@@ -37,6 +53,7 @@ def _build_machine() -> Machine:
     )
 
 
+_quiet_transitions()
 _MACHINE = _build_machine()
 _EVENTS = {trigger: _MACHINE.events[trigger.value] for trigger in Trigger}
 

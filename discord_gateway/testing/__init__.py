@@ -29,6 +29,7 @@ from .faults import (
     Trigger,
 )
 from .profiles import PROFILES, Deviations, deviations_profile
+from .rest import RestApi, RestRequest  # issue 16
 from .serve import LocalGateway, serve, tls_contexts
 from .server import (
     DEFAULT_TOKEN,
@@ -41,6 +42,7 @@ from .server import (
     Session,
     SessionStore,
 )
+from .world import AnyToken, Dispatch, World, bot_token  # issue 16
 
 __all__ = (
     "DEFAULT_TOKEN",
@@ -48,12 +50,14 @@ __all__ = (
     "PRIVILEGED_INTENTS",
     "PROFILES",
     "AfterDispatches",
+    "AnyToken",  # issue 16
     "AtTime",
     "Close",
     "ConnectionFaults",
     "ConnectionState",
     "CorruptCompressed",
     "Deviations",
+    "Dispatch",  # issue 16
     "Fault",
     "GatewayServer",
     "InvalidateSession",
@@ -61,6 +65,8 @@ __all__ = (
     "OnHeartbeat",
     "Received",
     "ResetConnection",
+    "RestApi",  # issue 16
+    "RestRequest",  # issue 16
     "SendHeartbeatRequest",
     "SendInvalidSession",
     "SendMalformed",
@@ -70,6 +76,8 @@ __all__ = (
     "SessionStore",
     "Stall",
     "Trigger",
+    "World",  # issue 16
+    "bot_token",  # issue 16
     "deviations_profile",
     "serve",
     "tls_contexts",

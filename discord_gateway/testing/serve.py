@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from . import control as _control  # issue 16 hook: REST and the control API
 from .faults import ConnectionFaults, Fault
 from .profiles import Deviations, deviations_profile
+from .rest import RestApi
 from .server import ConnectionState, GatewayServer, ServerConfig, SessionStore
 
 __all__ = ("LocalGateway", "TLSContexts", "serve", "tls_contexts")
@@ -89,8 +91,12 @@ class LocalGateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
         self._store_timer: asyncio.TimerHandle | None = None
+        self._reading_head: set[asyncio.WriteTransport] = set()
         self._accept_errors = 0
         self._previous_handler: Any = None
+        # issue 16 hook: REST routes (requests recorded) and the world they share
+        self.rest = RestApi(self.store)
+        self.world = self.store.world
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -123,7 +129,7 @@ class LocalGateway:
         # the handler tasks instead makes asyncio (3.11, 3.12 < 3.12.2) log
         # "Exception in callback StreamReaderProtocol.connection_made" for each
         # one: its done-callback calls task.exception() on a cancelled task.
-        for transport in list(self._transports.values()):
+        for transport in [*self._transports.values(), *self._reading_head]:
             transport.abort()
         if self._tasks:
             _, stuck = await asyncio.wait(set(self._tasks), timeout=2.0)
@@ -258,8 +264,29 @@ class LocalGateway:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # --- issue 16 hook: a plain HTTP request (REST, control API) is answered by
+        # .control and is no gateway connection (fault indices count WebSockets only).
+        accepted_at = loop.time()
+        self._reading_head.add(writer.transport)  # close() drops these too
+        try:  # the whole head within the handshake deadline (a byte a second is no way round)
+            head = await asyncio.wait_for(
+                _control.read_head(reader), self.store.config.handshake_timeout
+            )
+        except asyncio.TimeoutError:
+            head = b""  # the connection below is past its deadline: HTTP 408
+        finally:
+            self._reading_head.discard(writer.transport)
+        request = _control.plain_http(head)
+        if request is not None:
+            try:
+                await _control.handle_http(self, request, head, reader, writer)
+            finally:
+                self._tasks.discard(task)
+                self._notify()
+            return
+        # --- end of the issue 16 hook (head is fed to the connection below)
         server = GatewayServer(
-            self.store, now=loop.time(), faults=self._faults_for(self.store.connection_count + 1)
+            self.store, now=accepted_at, faults=self._faults_for(self.store.connection_count + 1)
         )
         peer = writer.get_extra_info("peername")
         logger.info("connection #%d: opened from %s", server.index, peer)
@@ -269,6 +296,8 @@ class LocalGateway:
         read_task: asyncio.Task[bytes] | None = None
         config = self.store.config
         unsent_since: float | None = None  # the client has not taken all we wrote since
+        if head:  # issue 16 hook: the bytes read above
+            server.receive_data(head, loop.time())
         try:
             while True:
                 wake.clear()

@@ -56,6 +56,7 @@ from ..codec import MAX_SEND_SIZE, ZLIB_SUFFIX, json_dumps, json_loads
 from ..opcodes import CloseCode, Opcode, close_policy
 from . import faults as _f
 from .profiles import PRE_READY_EVENT, Deviations
+from .world import World  # issue 16 hook: guilds, members and payloads come from the world
 
 __all__ = (
     "DEFAULT_TOKEN",
@@ -71,8 +72,9 @@ __all__ = (
 
 logger = logging.getLogger("discord_gateway.testing")
 
-#: The token a default :class:`ServerConfig` accepts.
-DEFAULT_TOKEN = "discord-gateway-local-test-token"
+#: The token a default :class:`ServerConfig` accepts. Shaped like Discord's (issue 16):
+#: its first part is the default bot user's id in base64 (``world.bot_token``).
+DEFAULT_TOKEN = "MTg5NjE4NjMxNjkwMTY0OTYxOQ.GLocal.ZGlzY29yZC1nYXRld2F5LWxvY2Fs"
 
 #: GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT (spec 19).
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
@@ -240,10 +242,13 @@ class SessionStore:
         *,
         seed: int | str = 0,
         deviations: Deviations | None = None,
+        world: World | None = None,
     ) -> None:
         self.config = config or ServerConfig()
         self.seed = seed
         self.deviations = deviations or Deviations()
+        # issue 16 hook: what READY, GUILD_CREATE and the REST routes show (.world)
+        self.world = world or World(self.config.user, self.config.guild_ids)
         self.sessions: dict[str, Session] = {}
         #: Every live connection, and the last ``keep_closed_connections`` closed ones.
         self.connections: list[GatewayServer] = []
@@ -334,7 +339,9 @@ class SessionStore:
         routed by shard like Discord does (``guild_id`` decides, events without
         one go to shard 0: spec 44) unless ``route=False``. Disconnected
         sessions keep it for the RESUME replay. Returns the seqs assigned.
+        The world remembers what it says (a later READY/GUILD_CREATE shows it).
         """
+        self.world.apply(name, data)  # issue 16 hook
         if session_id is not None:
             targets = [self.sessions[session_id]] if session_id in self.sessions else []
         else:
@@ -1035,15 +1042,8 @@ class GatewayServer:
             # Validated before anything is echoed and stored in the replay log.
             self._check(_valid_request_members(data), now)
             assert isinstance(data, dict)
-            chunk: dict[str, Any] = {
-                "guild_id": str(data["guild_id"]),
-                "members": [],
-                "chunk_index": 0,
-                "chunk_count": 1,
-            }
-            if "nonce" in data:
-                chunk["nonce"] = data["nonce"]
-            self.dispatch("GUILD_MEMBERS_CHUNK", chunk)
+            # issue 16 hook: the world's members, ids as strings
+            self.dispatch("GUILD_MEMBERS_CHUNK", self.store.world.members_chunk(data))
         else:  # other commands are only recorded
             self._check(isinstance(data, dict), now)
 
@@ -1160,7 +1160,7 @@ class GatewayServer:
 
     def _check_shard(self, shard: Any, now: float) -> tuple[int, int] | None:
         if shard is None:
-            guilds = len(self.config.guild_ids)
+            guilds = len(self._guilds(None))  # issue 16: the world's guilds
         elif (
             isinstance(shard, list)
             and len(shard) == 2
@@ -1175,25 +1175,13 @@ class GatewayServer:
         return None if shard is None else (shard[0], shard[1])
 
     def _guilds(self, shard: tuple[int, int] | None) -> list[int]:
+        guild_ids = self.store.world.guild_ids()  # issue 16 hook: the world's guilds
         if shard is None:
-            return list(self.config.guild_ids)
-        return [g for g in self.config.guild_ids if (g >> 22) % shard[1] == shard[0]]
+            return guild_ids
+        return [g for g in guild_ids if (g >> 22) % shard[1] == shard[0]]
 
-    @staticmethod
-    def _guild(guild_id: int) -> dict[str, Any]:
-        return {
-            "id": str(guild_id),
-            "guild_id": str(guild_id),
-            "name": f"Local guild {guild_id}",
-            "unavailable": False,
-            "large": False,
-            "member_count": 1,
-            "channels": [],
-            "threads": [],
-            "members": [],
-            "roles": [],
-            "emojis": [],
-        }
+    def _guild(self, guild_id: int) -> dict[str, Any]:
+        return self.store.world.guild_payload(guild_id)  # issue 16 hook
 
     def _on_resume(self, d: dict[str, Any], now: float) -> None:
         token, session_id, seq = d.get("token"), d.get("session_id"), d.get("seq")

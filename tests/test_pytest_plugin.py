@@ -1,0 +1,64 @@
+"""The ``discord_gateway`` fixture: registered by the ``pytest11`` entry point (nothing in
+conftest.py provides it), usable from threads and from an asyncio test alike."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+
+from discord_gateway import Dispatch
+from discord_gateway.adapters.asyncio import Shard as AsyncShard
+from discord_gateway.adapters.threading import Shard
+from discord_gateway.errors import AuthenticationFailed
+from discord_gateway.testing import Close, SendReconnect
+from discord_gateway.testing.pytest_plugin import GatewayFixture
+
+IDENTIFY, RESUME = 2, 6
+
+
+def post(gateway: GatewayFixture, route: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        f"{gateway.api_url}/{route}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bot {gateway.token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+def test_a_threaded_bot_is_driven_and_observed(discord_gateway: GatewayFixture) -> None:
+    assert discord_gateway.url.startswith("ws://127.0.0.1:")
+    with Shard(discord_gateway.token, intents=513, url=discord_gateway.url) as shard:
+        discord_gateway.wait_ready()
+        discord_gateway.push(discord_gateway.world.message("!ping"))
+        for event in shard:
+            if isinstance(event, Dispatch) and event.name == "MESSAGE_CREATE":
+                assert event.data["content"] == "!ping"
+                channel = event.data["channel_id"]
+                post(discord_gateway, f"channels/{channel}/messages", {"content": "pong"})
+                break
+        request = discord_gateway.wait_for_request("POST", "channels/{channel_id}/messages")
+        assert request.json == {"content": "pong"}
+        discord_gateway.inject(SendReconnect())
+        discord_gateway.wait_for(lambda: any(r.op == RESUME for r in discord_gateway.commands()))
+        assert [r.op for r in discord_gateway.commands(IDENTIFY)] == [IDENTIFY]
+        assert len(discord_gateway.connections) == 2 and len(discord_gateway.sessions) == 1
+
+
+@pytest.mark.discord_gateway(guild_ids=(5, 6), heartbeat_interval=5.0)
+def test_marker_configures_and_an_asyncio_bot_works(discord_gateway: GatewayFixture) -> None:
+    assert sorted(discord_gateway.world.guilds) == ["5", "6"]
+
+    async def bot() -> None:
+        async with AsyncShard(discord_gateway.token, intents=513, url=discord_gateway.url) as shard:
+            with pytest.raises(AuthenticationFailed):
+                async for event in shard:
+                    if isinstance(event, Dispatch) and event.name == "READY":
+                        await asyncio.to_thread(discord_gateway.inject, Close(4004))
+
+    asyncio.run(asyncio.wait_for(bot(), 10))

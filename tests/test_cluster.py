@@ -216,6 +216,9 @@ def test_saved_sessions_round_trip_and_expire(redis_server: RedisServer) -> None
 
 
 def _config(shards: int, **extra: Any) -> ServerConfig:
+    # Restarted managers re-identify at once: the local gateway's identify
+    # concurrency limit is opted out of unless a test asks for it.
+    extra = {"enforce_identify_concurrency": False, **extra}
     return ServerConfig(
         heartbeat_interval=5.0,
         recommended_shards=shards,

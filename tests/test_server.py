@@ -20,7 +20,14 @@ HELLO, DISPATCH, HEARTBEAT, INVALID_SESSION, ACK = 10, 0, 1, 9, 11
 
 
 def store(**config: Any) -> SessionStore:
-    config = {"heartbeat_interval": 10.0, "heartbeat_grace": 2.0, **config}
+    # Sessions start back to back here: the identify concurrency limit is
+    # opted out of (tests that check it opt back in).
+    config = {
+        "heartbeat_interval": 10.0,
+        "heartbeat_grace": 2.0,
+        "enforce_identify_concurrency": False,
+        **config,
+    }
     return SessionStore(ServerConfig(**config))
 
 
@@ -472,12 +479,13 @@ def test_same_seed_same_session_ids_and_splits() -> None:
     assert run(3)[0] != run(4)[0]
 
 
-def test_garbage_instead_of_an_http_request_resets_the_socket() -> None:
+def test_an_upgrade_without_its_headers_gets_http_400_not_a_reset() -> None:
     from discord_gateway.testing import GatewayServer
 
     server = GatewayServer(store(), now=0.0)
     server.receive_data(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 0.0)
-    assert server.aborted and server.state is ConnectionState.CLOSED
+    assert not server.aborted and server.state is ConnectionState.CLOSED
+    assert b"".join(server.data_to_send()).startswith(b"HTTP/1.1 400 ")
 
 
 # -- smaller paths ------------------------------------------------------------------------------
@@ -568,14 +576,14 @@ def test_http_oddities() -> None:
     assert b'{"url":"ws://127.0.0.1/"}' in b"".join(split.data_to_send())
 
 
-def test_ping_is_answered_and_a_bad_frame_closes_4002() -> None:
+def test_ping_is_answered_and_a_bad_frame_closes_1002() -> None:
     from wsproto.events import Ping
 
     client = FakeClient(store())
     client.server.receive_data(client.ws.send(Ping(b"hi")), 0.0)
     assert client.server.data_to_send()  # the pong
     client.server.receive_data(b"\x8f\x80\x00\x00\x00\x00", 0.0)  # reserved opcode 0xF
-    assert client.server.close_code == 4002
+    assert client.server.close_code == 1002  # RFC 6455 7.4.1, not a Discord code
 
 
 def test_corrupt_zstd_breaks_the_clients_decompressor() -> None:
@@ -657,7 +665,13 @@ def test_payloads_in_flight_after_our_close_frame_are_ignored() -> None:
 def deviant(*names: str, **config: Any) -> SessionStore:
     from discord_gateway.testing import deviations_profile
 
-    config = {"heartbeat_interval": 10.0, "heartbeat_grace": 2.0, "guild_ids": (), **config}
+    config = {
+        "heartbeat_interval": 10.0,
+        "heartbeat_grace": 2.0,
+        "guild_ids": (),
+        "enforce_identify_concurrency": False,
+        **config,
+    }
     return SessionStore(ServerConfig(**config), deviations=deviations_profile(names))
 
 

@@ -11,6 +11,7 @@ are read from the shard. A misspelt option fails ``mypy --strict`` (and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import subprocess
 import sys
@@ -137,7 +138,8 @@ def test_manager_routes_commands_to_the_guilds_shard() -> None:
     assert shard_for_guild(GUILD, count) == 2 and shard_for_guild(other, count) == 1
 
     async def main() -> None:
-        async with serve(CONFIG) as gateway:
+        # The gateway allows what the manager is told: three IDENTIFYs at once.
+        async with serve(dataclasses.replace(CONFIG, max_concurrency=count)) as gateway:
             bot = ShardManager(
                 gateway.token,
                 intents=513,

@@ -90,6 +90,10 @@ class LocalGateway:
         self._transports: dict[GatewayServer, asyncio.WriteTransport] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
+        self._store_timer: asyncio.TimerHandle | None = None
+        self._reading_head: set[asyncio.WriteTransport] = set()
+        self._accept_errors = 0
+        self._previous_handler: Any = None
         # issue 16 hook: REST routes (requests recorded) and the world they share
         self.rest = RestApi(self.store)
         self.world = self.store.world
@@ -98,9 +102,15 @@ class LocalGateway:
 
     async def start(self) -> LocalGateway:
         self._changed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # Out of fds (EMFILE), asyncio stops accepting for a second and reports
+        # it with a traceback each time: we log it once, as a warning.
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
         self._server = await asyncio.start_server(
             self._handle, self.host, self.port, ssl=self.ssl_context
         )
+        self._arm_store_timer()
         self.port = self._server.sockets[0].getsockname()[1]
         config = self.store.config
         self.store.config = dataclasses.replace(
@@ -110,13 +120,16 @@ class LocalGateway:
         return self
 
     async def close(self) -> None:
+        if self._store_timer is not None:
+            self._store_timer.cancel()
+            self._store_timer = None
         if self._server is not None:
             self._server.close()
         # Drop every live connection and let its loop end by itself. Cancelling
         # the handler tasks instead makes asyncio (3.11, 3.12 < 3.12.2) log
         # "Exception in callback StreamReaderProtocol.connection_made" for each
         # one: its done-callback calls task.exception() on a cancelled task.
-        for transport in list(self._transports.values()):
+        for transport in [*self._transports.values(), *self._reading_head]:
             transport.abort()
         if self._tasks:
             _, stuck = await asyncio.wait(set(self._tasks), timeout=2.0)
@@ -128,10 +141,44 @@ class LocalGateway:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+            loop = asyncio.get_running_loop()
+            if loop.get_exception_handler() == self._loop_exception:
+                loop.set_exception_handler(self._previous_handler)
 
     async def serve_forever(self) -> None:
+        """Serve until cancelled (Ctrl-C); then close every connection cleanly first."""
         assert self._server is not None, "call start() first"
-        await self._server.serve_forever()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            # asyncio.Server.serve_forever would leave the handlers to be cancelled
+            # by asyncio.run, which logs an error per connected bot.
+            await self.close()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if "socket.accept()" in str(context.get("message", "")):
+            self._accept_errors += 1
+            if self._accept_errors == 1:
+                logger.warning(
+                    "cannot accept connections (%s); retrying every second, logged once", exc
+                )
+            return
+        if self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    def _arm_store_timer(self) -> None:
+        """Expire detached sessions on their own clock (not only when a connection acts)."""
+        loop = asyncio.get_running_loop()
+        deadline = self.store.next_deadline()
+        when = loop.time() + 1.0 if deadline is None else min(deadline, loop.time() + 1.0)
+        self._store_timer = loop.call_at(when, self._on_store_timer)
+
+    def _on_store_timer(self) -> None:
+        self.store.handle_timer(asyncio.get_running_loop().time())
+        self._arm_store_timer()
 
     async def __aenter__(self) -> LocalGateway:
         return await self.start()
@@ -219,7 +266,16 @@ class LocalGateway:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # --- issue 16 hook: a plain HTTP request (REST, control API) is answered by
         # .control and is no gateway connection (fault indices count WebSockets only).
-        head = await _control.read_head(reader)
+        accepted_at = loop.time()
+        self._reading_head.add(writer.transport)  # close() drops these too
+        try:  # the whole head within the handshake deadline (a byte a second is no way round)
+            head = await asyncio.wait_for(
+                _control.read_head(reader), self.store.config.handshake_timeout
+            )
+        except asyncio.TimeoutError:
+            head = b""  # the connection below is past its deadline: HTTP 408
+        finally:
+            self._reading_head.discard(writer.transport)
         request = _control.plain_http(head)
         if request is not None:
             try:
@@ -230,7 +286,7 @@ class LocalGateway:
             return
         # --- end of the issue 16 hook (head is fed to the connection below)
         server = GatewayServer(
-            self.store, now=loop.time(), faults=self._faults_for(len(self.store.connections) + 1)
+            self.store, now=accepted_at, faults=self._faults_for(self.store.connection_count + 1)
         )
         peer = writer.get_extra_info("peername")
         logger.info("connection #%d: opened from %s", server.index, peer)
@@ -238,6 +294,8 @@ class LocalGateway:
         self._wakers[server] = wake
         self._transports[server] = writer.transport
         read_task: asyncio.Task[bytes] | None = None
+        config = self.store.config
+        unsent_since: float | None = None  # the client has not taken all we wrote since
         if head:  # issue 16 hook: the bytes read above
             server.receive_data(head, loop.time())
         try:
@@ -245,7 +303,17 @@ class LocalGateway:
                 wake.clear()
                 for chunk in server.data_to_send():
                     writer.write(chunk)
-                    await writer.drain()
+                    if server.faults.split_writes:
+                        await writer.drain()  # really separate TCP writes
+                unsent = writer.transport.get_write_buffer_size()
+                if unsent:
+                    unsent_since = loop.time() if unsent_since is None else unsent_since
+                    stuck = loop.time() - unsent_since >= config.write_timeout
+                    if unsent > config.max_write_buffer or stuck:
+                        # A client that stopped reading: a zombie (its queue is bounded).
+                        server.not_reading(unsent, loop.time())
+                else:
+                    unsent_since = None
                 self._notify()
                 if server.aborted:
                     writer.transport.abort()
@@ -256,6 +324,9 @@ class LocalGateway:
                     read_task = asyncio.ensure_future(reader.read(65536))
                 wake_task = asyncio.ensure_future(wake.wait())
                 deadline = server.next_deadline()
+                if unsent_since is not None:  # check the writes again soon
+                    write_check = loop.time() + 0.25
+                    deadline = write_check if deadline is None else min(deadline, write_check)
                 timeout = None if deadline is None else max(0.0, deadline - loop.time())
                 done, _ = await asyncio.wait(
                     {read_task, wake_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED

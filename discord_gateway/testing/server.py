@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import heapq
 import logging
 import random
+import traceback
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -95,8 +97,12 @@ _CLIENT_OPS = frozenset(
 #: What may be sent before IDENTIFY/RESUME succeeded (spec 18).
 _UNAUTHENTICATED_OPS = frozenset({Opcode.HEARTBEAT, Opcode.IDENTIFY, Opcode.RESUME})
 
-_MAX_HTTP_HEAD = 16 * 1024
+_MAX_HTTP_HEAD = 16 * 1024  # the whole request head, complete or not (HTTP 431 beyond)
+_MAX_HTTP_HEADERS = 100  # header lines in one request head (HTTP 431 beyond)
 _CLOSE_TIMEOUT = 5.0  # seconds we wait for the client's close frame before dropping TCP
+#: Snowflakes are unsigned 64-bit integers, sent as strings (ints accepted too).
+_MAX_SNOWFLAKE = (1 << 64) - 1
+_STATUSES = frozenset({"online", "dnd", "idle", "invisible", "offline"})
 
 
 def _default_user() -> dict[str, Any]:
@@ -123,8 +129,19 @@ class ServerConfig:
     defaults to ``url``). ``allowed_intents`` is which privileged intents the
     "application" has enabled (spec 19; all by default).
     ``enforce_identify_concurrency`` answers a second IDENTIFY in the same
-    ``shard_id % max_concurrency`` bucket within 5 s with op 9 (spec 21); off by
-    default so tests can start sessions back to back.
+    ``shard_id % max_concurrency`` bucket within 5 s with op 9 (spec 21), and
+    ``enforce_session_start_limit`` closes an IDENTIFY beyond
+    ``session_start_limit`` sessions with 4004 (Discord resets the token); both
+    on by default, like Discord: turn them off in tests that start sessions back
+    to back. ``write_timeout`` and ``max_write_buffer`` bound a client that
+    stops reading (``serve()`` resets it). ``handshake_timeout`` bounds the HTTP
+    request head and upgrade, ``close_timeout`` how long we wait for the client's
+    close frame after ours.
+    ``keep_closed_connections`` is how many closed connections
+    ``SessionStore.connections`` keeps as a record (their buffers and
+    compressors are released at close); older ones are forgotten. Each
+    connection's ``received`` and ``sent`` keep (at least) their newest
+    ``record_limit`` entries.
     """
 
     tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
@@ -149,8 +166,15 @@ class ServerConfig:
     max_guilds_per_shard: int = 2500
     recommended_shards: int = 1
     max_concurrency: int = 1
-    enforce_identify_concurrency: bool = False
+    enforce_identify_concurrency: bool = True
     session_start_limit: int = 1000
+    enforce_session_start_limit: bool = True
+    handshake_timeout: float = 10.0
+    write_timeout: float = 10.0
+    max_write_buffer: int = 4 * 1024 * 1024
+    close_timeout: float = _CLOSE_TIMEOUT
+    keep_closed_connections: int = 1000
+    record_limit: int = 10_000
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0:
@@ -226,8 +250,12 @@ class SessionStore:
         # issue 16 hook: what READY, GUILD_CREATE and the REST routes show (.world)
         self.world = world or World(self.config.user, self.config.guild_ids)
         self.sessions: dict[str, Session] = {}
+        #: Every live connection, and the last ``keep_closed_connections`` closed ones.
         self.connections: list[GatewayServer] = []
+        self.connection_count = 0  # connections ever opened (their 1-based index)
         self.identify_count = 0
+        self._closed_connections = 0  # closed ones still in ``connections``
+        self._expiries: list[tuple[float, str]] = []  # heap of (expires_at, session_id)
         self._identify_buckets: dict[int, float] = {}  # rate_limit_key -> last IDENTIFY
         self.on_output: Callable[[GatewayServer], None] | None = None
         self._rng = random.Random(f"{seed}/sessions")
@@ -262,9 +290,33 @@ class SessionStore:
         return session
 
     def expire(self, now: float) -> None:
-        for session in list(self.sessions.values()):
-            if session.expires_at is not None and now >= session.expires_at:
+        """Destroy every detached session whose TTL ran out (spec 30)."""
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            _, session_id = heapq.heappop(heap)
+            session = self.sessions.get(session_id)
+            if session is not None and session.expires_at is not None and now >= session.expires_at:
                 self.destroy(session)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` must run next: the first detached session's expiry."""
+        heap = self._expiries
+        while heap:  # drop entries of sessions reattached or destroyed since
+            expires_at, session_id = heap[0]
+            session = self.sessions.get(session_id)
+            if session is not None and session.expires_at == expires_at:
+                return expires_at
+            heapq.heappop(heap)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Expire sessions on their own clock, whether or not any connection is live."""
+        self.expire(now)
+
+    def _detach(self, session: Session, now: float) -> None:
+        session.connection = None
+        session.expires_at = now + self.config.session_ttl
+        heapq.heappush(self._expiries, (session.expires_at, session.session_id))
 
     def destroy(self, session: Session) -> None:
         session.valid = False
@@ -312,19 +364,169 @@ class SessionStore:
 
     def _register(self, server: GatewayServer) -> int:
         self.connections.append(server)
-        return len(self.connections)
+        self.connection_count += 1
+        return self.connection_count
+
+    def _forget(self, server: GatewayServer) -> None:
+        """A connection closed: keep only the newest ``keep_closed_connections`` closed ones."""
+        self._closed_connections += 1
+        excess = self._closed_connections - self.config.keep_closed_connections
+        if excess > max(16, self.config.keep_closed_connections // 8):  # prune in batches
+            kept: list[GatewayServer] = []
+            for connection in self.connections:
+                if excess and connection.state is ConnectionState.CLOSED:
+                    excess -= 1
+                    self._closed_connections -= 1
+                else:
+                    kept.append(connection)
+            self.connections[:] = kept
 
     def _wake(self, server: GatewayServer) -> None:
         if self.on_output is not None:
             self.on_output(server)
 
 
+_NOTHING: deque[float] = deque(maxlen=0)
+_SPENT_RNG = random.Random(0)
+
+
 class _Closed(Exception):
     """Internal: a rule was broken and the connection is now closing."""
 
 
+class _CloseScanner:
+    """Client frames after a WebSocket protocol error: wsproto's parser is spent.
+
+    Skips every frame's payload without keeping it and reports the client's close
+    frame, so we neither buffer what a broken client sends (the header bytes of one
+    frame at most) nor miss a well-behaved client's answer to our close.
+    """
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._skip = 0
+
+    def feed(self, data: bytes) -> bool:
+        """Whether ``data`` holds the start of a close frame."""
+        view = memoryview(data)
+        while view:
+            if self._skip:
+                step = min(self._skip, len(view))
+                self._skip -= step
+                view = view[step:]
+                continue
+            head = self._head + bytes(view[:14])
+            if len(head) < 2:
+                self._head = head
+                return False
+            if head[0] & 0x0F == 0x8:
+                return True
+            length = head[1] & 0x7F
+            extra = {126: 2, 127: 8}.get(length, 0)
+            size = 2 + extra + (4 if head[1] & 0x80 else 0)
+            if len(head) < size:
+                self._head = head
+                return False
+            if extra:
+                length = int.from_bytes(head[2 : 2 + extra], "big")
+            view = view[size - len(self._head) :]
+            self._head = b""
+            self._skip = length
+        return False
+
+
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _split_target(target: str) -> tuple[str, str] | None:
+    """A request target's path and query; ``None`` if it is not a valid URL."""
+    if not target or any(c in target for c in " \x00"):
+        return None
+    try:
+        split = urlsplit(target)
+    except ValueError:  # e.g. ``http://[``
+        return None
+    return split.path, split.query
+
+
+def _idna_host(host: str) -> bool:
+    try:
+        host.encode("latin-1").decode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
+def _is_snowflake(value: Any) -> bool:
+    """Discord ids: unsigned 64-bit, as a decimal string (ints are accepted too)."""
+    if isinstance(value, str):
+        return (
+            value.isascii()
+            and value.isdigit()
+            and len(value) <= 20
+            and int(value) <= _MAX_SNOWFLAKE
+        )
+    return _is_int(value) and 0 <= value <= _MAX_SNOWFLAKE
+
+
+def _valid_presence(d: Any) -> bool:
+    """op 3: ``since`` (int or null), ``activities`` (list of objects), ``status``, ``afk``."""
+    return (
+        isinstance(d, dict)
+        and (d.get("since") is None or (_is_int(d["since"]) and 0 <= d["since"] < 1 << 53))
+        and isinstance(d.get("activities"), list)
+        and all(isinstance(a, dict) for a in d["activities"])
+        and d.get("status") in _STATUSES
+        and isinstance(d.get("afk"), bool)
+    )
+
+
+def _valid_voice_state(d: Any) -> bool:
+    """op 4: ``guild_id``, ``channel_id`` (or null), ``self_mute``, ``self_deaf``."""
+    return (
+        isinstance(d, dict)
+        and _is_snowflake(d.get("guild_id"))
+        and (d.get("channel_id") is None or _is_snowflake(d["channel_id"]))
+        and isinstance(d.get("self_mute"), bool)
+        and isinstance(d.get("self_deaf"), bool)
+    )
+
+
+def _valid_request_members(d: Any) -> bool:
+    """op 8: ``guild_id``; ``query`` + ``limit`` or ``user_ids``; ``nonce`` up to 32 bytes."""
+    if not isinstance(d, dict) or not _is_snowflake(d.get("guild_id")):
+        return False
+    user_ids = d.get("user_ids")
+    if user_ids is not None and not (
+        _is_snowflake(user_ids)
+        or (
+            isinstance(user_ids, list)
+            and len(user_ids) <= 100
+            and all(map(_is_snowflake, user_ids))
+        )
+    ):
+        return False
+    if "query" in d and not _is_text(d["query"], 100):
+        return False
+    if "limit" in d and not (_is_int(d["limit"]) and 0 <= d["limit"] <= 100):
+        return False
+    if user_ids is None and not ("query" in d and "limit" in d):
+        return False
+    if "presences" in d and not isinstance(d["presences"], bool):
+        return False
+    return "nonce" not in d or (_is_text(d["nonce"], 32) and len(d["nonce"].encode()) <= 32)
+
+
+def _is_text(value: Any, max_length: int) -> bool:
+    """A string we can echo in JSON and ETF (no lone surrogate), of bounded length."""
+    if not isinstance(value, str) or len(value) > max_length:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class GatewayServer:
@@ -353,7 +555,7 @@ class GatewayServer:
         self.index = store._register(self)
         self.rng = store.connection_rng(self.index)
         self.opened_at = now
-        self.state = ConnectionState.HANDSHAKE
+        self._state = ConnectionState.HANDSHAKE
         self.received: list[Received] = []
         self.sent: list[dict[str, Any]] = []
         self.session: Session | None = None
@@ -383,6 +585,32 @@ class GatewayServer:
         self._pending_acks: deque[float] = deque()
         self._command_times: deque[float] = deque()
         self._script = list(self.faults.script)
+        self._handshake_deadline = now + store.config.handshake_timeout
+        self._scanner: _CloseScanner | None = None  # after a WebSocket protocol error
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @state.setter
+    def state(self, state: ConnectionState) -> None:
+        if state is ConnectionState.CLOSED and self._state is not ConnectionState.CLOSED:
+            self._release()
+        self._state = state
+
+    def _release(self) -> None:
+        """Closed: let go of everything but the record (``_out`` is still to be written)."""
+        self._compressor = None
+        self._message, self._message_size = [], 0
+        self._http_head = b""
+        self._scanner = None
+        # Shared, and inert: a deque with maxlen 0 keeps nothing, nothing draws
+        # from a closed connection's randomness.
+        self._pending_acks = self._command_times = _NOTHING
+        self.rng = _SPENT_RNG
+        self._script.clear()
+        self._heartbeat_deadline = self._close_deadline = None
+        self.store._forget(self)
 
     def __repr__(self) -> str:
         return f"<GatewayServer #{self.index} {self.state.value}>"
@@ -406,6 +634,10 @@ class GatewayServer:
             return
         if self.stalled:
             return  # a stalled connection reads nothing (it only notices EOF)
+        if self._scanner is not None:
+            if self._scanner.feed(data):  # the client answered our close frame
+                self.state = ConnectionState.CLOSED
+            return
         try:
             if self.state is ConnectionState.HANDSHAKE and not self._upgrading:
                 data = self._read_http_head(data)
@@ -414,12 +646,22 @@ class GatewayServer:
             self._ws.receive_data(data)
             for event in self._ws.events():
                 self._handle_ws_event(event, now)
-                if self._stopped():
+                if self._stopped() or self._scanner is not None:
                     break
         except _Closed:
             pass
         except WsRemoteProtocolError as exc:
             self._protocol_error(str(exc), now)
+        except Exception as exc:  # a bug of ours: one ERROR line, the server goes on
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            logger.error(
+                "connection #%d: internal error on client input: %r at %s:%d",
+                self.index,
+                exc,
+                where.filename,
+                where.lineno,
+            )
+            self._abort(now)
 
     def data_to_send(self) -> list[bytes]:
         """Bytes to write, as chunks to write one by one (several only with ``split_writes``)."""
@@ -438,6 +680,8 @@ class GatewayServer:
             return None
         if self.state is ConnectionState.CLOSING:
             return self._close_deadline
+        if self.state is ConnectionState.HANDSHAKE:
+            return self._handshake_deadline
         deadlines = [t for t in (self._heartbeat_deadline,) if t is not None]
         if self._pending_acks:  # sorted: the head leaves first
             deadlines.append(self._pending_acks[0])
@@ -456,6 +700,11 @@ class GatewayServer:
         if self.state is ConnectionState.CLOSING:
             if self._close_deadline is not None and now >= self._close_deadline:
                 self._abort(now)  # the client never answered our close frame
+            return
+        if self.state is ConnectionState.HANDSHAKE:
+            if now >= self._handshake_deadline:  # no (complete) request head in time
+                logger.info("connection #%d: no upgrade request in time", self.index)
+                self._http_reply(408, {"message": "408: Request Timeout", "code": 0})
             return
         try:
             while self._pending_acks and self._pending_acks[0] <= now:
@@ -486,39 +735,89 @@ class GatewayServer:
             return None
         return self.store._append(self.session, name, data)
 
+    def not_reading(self, unsent: int, now: float) -> None:
+        """The I/O adapter could not write for too long: the client is a zombie, reset it."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        logger.warning(
+            "connection #%d: the client stopped reading (%d bytes unsent): reset",
+            self.index,
+            unsent,
+        )
+        self._abort(now)
+
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         self.inject(_f.Close(code, reason))
 
     # -- HTTP ----------------------------------------------------------------------
 
+    # ---- HTTP request parsing: everything about the request head is here ----
+
     def _read_http_head(self, data: bytes) -> bytes:
-        """Buffer the request head; hand it to wsproto if it is an upgrade, else answer."""
+        """Buffer the request head; hand it to wsproto if it is a valid upgrade, else answer.
+
+        Bounded: the head (complete or not) is at most 16 KiB and 100 header
+        lines (HTTP 431 beyond); a malformed request line or target gets 400,
+        an upgrade that is not HTTP/1.1 ``GET`` with ``Connection: upgrade`` and
+        a ``Sec-WebSocket-Key`` gets 400, one without ``Sec-WebSocket-Version:
+        13`` gets 426 (RFC 6455 section 4.2.2). Other requests go to
+        :meth:`_answer_http`.
+        """
         head = self._http_head + data
         end = head.find(b"\r\n\r\n")
+        if end > _MAX_HTTP_HEAD or (end < 0 and len(head) > _MAX_HTTP_HEAD):
+            self._http_reply(431, {"message": "Request header fields too large", "code": 0})
+            return b""
         if end < 0:
-            if len(head) > _MAX_HTTP_HEAD:
-                self._http_reply(431, {"message": "Request header fields too large", "code": 0})
-                return b""
             self._http_head = head
             return b""
+        self._http_head = b""
         lines = head[:end].decode("latin-1").split("\r\n")
+        if len(lines) > _MAX_HTTP_HEADERS + 1:
+            self._http_reply(431, {"message": "Request header fields too large", "code": 0})
+            return b""
         parts = lines[0].split(" ")
         headers: dict[str, str] = {}
         for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                self._http_reply(400, {"message": "400: Bad Request", "code": 0})
+                return b""
+            headers[name.lower()] = value.strip()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or _split_target(parts[1]) is None:
+            self._http_reply(400, {"message": "400: Bad Request", "code": 0})
+            return b""
+        method, target, version = parts
         if headers.get("upgrade", "").lower() == "websocket":
+            tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+            if method != "GET" or version == "HTTP/1.0" or "upgrade" not in tokens:
+                self._http_reply(400, {"message": "400: Bad Request", "code": 0})
+                return b""
+            if headers.get("sec-websocket-version") != "13":
+                self._http_reply(
+                    426,
+                    {"message": "426: Upgrade Required", "code": 0},
+                    [("Sec-WebSocket-Version", "13")],
+                )
+                return b""
+            if not head[:end].isascii() or not _idna_host(
+                headers.get("host", "")
+            ):  # wsproto would raise on these: non-ASCII bytes, a host that is not IDNA
+                self._http_reply(400, {"message": "400: Bad Request", "code": 0})
+                return b""
+            if not headers.get("sec-websocket-key"):
+                self._http_reply(400, {"message": "400: Bad Request", "code": 0})
+                return b""
             self._upgrading = True
-            self._http_head = b""
             return head
-        method, target = ([*parts, "", ""])[:2]
-        self._http_head = b""
         self._answer_http(method, target, headers)
         return b""
 
     def _answer_http(self, method: str, target: str, headers: Mapping[str, str]) -> None:
         """``GET /api/v{n}/gateway`` and ``/gateway/bot`` (spec 46)."""
-        path = urlsplit(target).path.rstrip("/")
+        split = _split_target(target)
+        assert split is not None  # checked by _read_http_head
+        path = split[0].rstrip("/")
         segments = path.split("/")
         is_api = len(segments) >= 3 and segments[1] == "api"
         route = "/".join(segments[3:] if is_api and segments[2].startswith("v") else segments[2:])
@@ -549,18 +848,35 @@ class GatewayServer:
             )
         logger.info("connection #%d: HTTP %s %s", self.index, method, target)
 
-    def _http_reply(self, status: int, body: Any) -> None:
-        reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+    def _http_reply(
+        self, status: int, body: Any, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        reasons = {
+            200: "OK",
+            400: "Bad Request",
+            401: "Unauthorized",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            408: "Request Timeout",
+            426: "Upgrade Required",
+            431: "Request Header Fields Too Large",
+        }
         raw = json_dumps(body)
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers or ())
         head = (
             f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
             "Content-Type: application/json\r\n"
             f"Content-Length: {len(raw)}\r\n"
+            f"{extra}"
             "Connection: close\r\n\r\n"
         )
         self._out.append(head.encode() + raw)
         self.state = ConnectionState.CLOSED
         self.closed_by = "server"
+        if status >= 400:
+            logger.info("connection #%d: HTTP %d", self.index, status)
+
+    # ---- end of HTTP request parsing ----
 
     # -- WebSocket events ------------------------------------------------------------
 
@@ -575,7 +891,10 @@ class GatewayServer:
         elif isinstance(event, CloseConnection):
             self._on_client_close(event, now)
         elif isinstance(event, Ping):
-            self._out.append(self._ws.send(event.response()))
+            # After our close frame wsproto refuses to send a Pong; the client's
+            # Ping then goes unanswered (RFC 6455 5.5.1: close frames end it).
+            with contextlib.suppress(WsLocalProtocolError):
+                self._out.append(self._ws.send(event.response()))
 
     def _accept(self, request: Request, now: float) -> None:
         self.target = request.target
@@ -583,7 +902,9 @@ class GatewayServer:
             bytes(name).decode("latin-1").lower(): bytes(value).decode("latin-1")
             for name, value in request.extra_headers
         }
-        query = parse_qs(urlsplit(request.target).query)
+        split = _split_target(request.target)
+        assert split is not None  # checked by _read_http_head
+        query = parse_qs(split[1])
         encoding = query.get("encoding", ["json"])[0]
         compress = query.get("compress", [None])[0]
         if encoding not in ("json", "etf") or compress not in (None, "zlib-stream", "zstd-stream"):
@@ -629,7 +950,8 @@ class GatewayServer:
             # Deviation: Discord does not insist on a User-Agent on the upgrade.
             self._close(CloseCode.DECODE_ERROR, "A User-Agent header is required.", now)
         version_text = query.get("v", [str(self.config.default_version)])[0]
-        version = int(version_text) if version_text.isdigit() else None
+        short_number = version_text.isascii() and version_text.isdigit() and len(version_text) < 4
+        version = int(version_text) if short_number else None
         if version not in self.config.versions:
             self._close(CloseCode.INVALID_API_VERSION, "Invalid API version", now)  # spec 3
         self.version = version
@@ -654,7 +976,8 @@ class GatewayServer:
         size = len(chunk.encode()) if isinstance(chunk, str) else len(chunk)
         self._message_size += size
         if self._message_size > self.config.max_payload_size:
-            # spec 42: over 4096 encoded bytes is a decode error.
+            # spec 42: over 4096 encoded bytes is a decode error (nothing kept).
+            self._message, self._message_size = [], 0
             self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
         self._message.append(chunk)
         if not finished:
@@ -686,6 +1009,8 @@ class GatewayServer:
     def _on_payload(self, payload: dict[str, Any], now: float) -> None:
         op, data = payload["op"], payload.get("d")
         self.received.append(Received(op, data, now))
+        if len(self.received) > 2 * self.config.record_limit:
+            del self.received[: -self.config.record_limit]
         # spec 41: 120 commands per connection per 60 s.
         window_start = now - self.config.rate_limit_window
         while self._command_times and self._command_times[0] <= window_start:
@@ -709,10 +1034,23 @@ class GatewayServer:
                 self._on_identify(data, now)
             else:
                 self._on_resume(data, now)
-        elif op == Opcode.REQUEST_GUILD_MEMBERS and isinstance(data, dict):
+        elif op == Opcode.PRESENCE_UPDATE:
+            self._check(_valid_presence(data), now)
+        elif op == Opcode.VOICE_STATE_UPDATE:
+            self._check(_valid_voice_state(data), now)
+        elif op == Opcode.REQUEST_GUILD_MEMBERS:
+            # Validated before anything is echoed and stored in the replay log.
+            self._check(_valid_request_members(data), now)
+            assert isinstance(data, dict)
             # issue 16 hook: the world's members, ids as strings
             self.dispatch("GUILD_MEMBERS_CHUNK", self.store.world.members_chunk(data))
-        # Other commands (presence, voice state, ...) are only recorded.
+        else:  # other commands are only recorded
+            self._check(isinstance(data, dict), now)
+
+    def _check(self, valid: bool, now: float) -> None:
+        """A command's ``d`` Discord would not accept: 4002, as Discord closes."""
+        if not valid:
+            self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
 
     def _heartbeat_due(self, now: float) -> float:
         """A heartbeat must arrive within the interval plus some grace (spec 10)."""
@@ -765,8 +1103,21 @@ class GatewayServer:
         assert isinstance(intents, int)
         if intents & PRIVILEGED_INTENTS & ~config.allowed_intents:
             self._close(CloseCode.DISALLOWED_INTENTS, "Disallowed intent(s).", now)
+        limit = config.session_start_limit
+        if config.enforce_session_start_limit and self.store.identify_count >= limit:
+            # Discord resets the token of a bot over its daily session starts.
+            logger.warning(
+                "connection #%d: IDENTIFY refused: all %d session starts are spent",
+                self.index,
+                limit,
+            )
+            self._close(CloseCode.AUTHENTICATION_FAILED, "Session start limit reached.", now)
         if not self.store.identify_allowed(shard, now):
             # spec 21, 29: over the identify concurrency limit: op 9 d:false.
+            logger.info(
+                "connection #%d: IDENTIFY within 5 s of the last one in its bucket: op 9",
+                self.index,
+            )
             self._send({"op": Opcode.INVALID_SESSION.value, "d": False, "s": None, "t": None})
             return
         if d.get("compress") and self.compress is None and self.encoding == "json":
@@ -841,21 +1192,28 @@ class GatewayServer:
         if not isinstance(session_id, str) or not (seq is None or _is_int(seq)):
             self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
         assert isinstance(session_id, str)
-        session = self.store.lookup(session_id, now)
+        session = self.store.lookup(session_id[:64], now)
         seq = seq or 0
         first_kept = session.log[0]["s"] if session is not None and session.log else seq + 1
+        if session is not None and session.token != token:
+            # Someone else's session: refused, and the session is not touched.
+            session = None
         if (
             self.deviations.refuse_resume  # deviation: no resuming at all
             or session is None
             or not session.valid
-            or session.token != token
             or not first_kept - 1 <= seq <= session.seq
         ):
             # spec 29: a failed resume is answered with op 9 d:false; the client may
             # identify on this same connection (spec 56).
             if session is not None:
-                self.store.destroy(session)
-            logger.info("connection #%d: resume of %s failed (seq %s)", self.index, session_id, seq)
+                self._end_session(session, now)
+            logger.info(
+                "connection #%d: resume of %r failed (seq %s)",
+                self.index,
+                session_id[:64],
+                seq if abs(seq) < 10**20 else "out of range",
+            )
             self._send({"op": Opcode.INVALID_SESSION.value, "d": False, "s": None, "t": None})
             return
         previous = session.connection
@@ -870,7 +1228,8 @@ class GatewayServer:
             seq,
             session.seq - seq,
         )
-        replay = [payload for payload in session.log if payload["s"] > seq]
+        # READY opens a session and is never replayed (spec 24).
+        replay = [p for p in session.log if p["s"] > seq and p["t"] != "READY"]
         if self.deviations.inclusive_replay:
             # Deviation: the client's own last event comes again first (a client
             # must drop the overlap, spec 24); READY and RESUMED are never replayed so.
@@ -888,6 +1247,21 @@ class GatewayServer:
         else:
             self.store._append(session, "RESUMED", resumed)
 
+    def _end_session(self, session: Session, now: float) -> None:
+        """A RESUME of ``session`` failed: destroy it and tell its live connection, if any.
+
+        That connection gets op 9 ``d: false`` and may identify again, never
+        left as a zombie that gets ACKs but no events.
+        """
+        self.store.destroy(session)
+        owner = session.connection
+        if owner is not None and owner is not self and owner.session is session:
+            owner.session = None
+            if owner.state is ConnectionState.CONNECTED:
+                owner.state = ConnectionState.AWAITING_IDENTIFY
+                owner._send({"op": Opcode.INVALID_SESSION.value, "d": False, "s": None, "t": None})
+                self.store._wake(owner)
+
     def _attach(self, session: Session) -> None:
         session.connection = self
         session.expires_at = None
@@ -902,18 +1276,27 @@ class GatewayServer:
             self.store.destroy(session)
             logger.info("connection #%d: session %s destroyed", self.index, session.session_id)
         else:
-            session.connection = None
-            session.expires_at = now + self.config.session_ttl
+            self.store._detach(session, now)
 
     # -- closing -----------------------------------------------------------------
 
     def _on_client_close(self, event: CloseConnection, now: float) -> None:
+        if self._ws.state in (WsState.OPEN, WsState.LOCAL_CLOSING):
+            # Not a close frame: wsproto reports a broken frame as the close it
+            # wants us to send, with RFC 6455's code (1002 protocol error, 1007
+            # invalid UTF-8, 1009 too big). Its parser is spent: from now on we
+            # only look for the client's close frame, keeping nothing.
+            logger.info(
+                "connection #%d: WebSocket protocol error (%d): %s",
+                self.index,
+                event.code,
+                event.reason,
+            )
+            self._scanner = _CloseScanner()
+            self._close(event.code, (event.reason or "")[:100], now)
         if self.state is ConnectionState.CLOSING:  # the answer to our close frame
             self.state = ConnectionState.CLOSED
             return
-        if self._ws.state is WsState.OPEN:
-            # wsproto reports a broken frame as a close it wants us to send.
-            self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
         self.close_code, self.close_reason, self.closed_by = event.code, event.reason, "client"
         with contextlib.suppress(WsLocalProtocolError):  # wsproto may have closed already
             self._out.append(self._ws.send(event.response()))
@@ -931,11 +1314,14 @@ class GatewayServer:
 
     def _protocol_error(self, message: str, now: float) -> None:
         logger.info("connection #%d: WebSocket protocol error: %s", self.index, message)
-        if self._upgrading and self.state is not ConnectionState.HANDSHAKE:
-            with contextlib.suppress(_Closed):
-                self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
-        else:
+        if self.state is ConnectionState.HANDSHAKE:  # wsproto refused the upgrade request
+            self._http_reply(400, {"message": "400: Bad Request", "code": 0})
+        elif self.state in (ConnectionState.CLOSING, ConnectionState.CLOSED):
             self._abort(now)
+        else:
+            self._scanner = _CloseScanner()
+            with contextlib.suppress(_Closed):
+                self._close(1002, "Protocol error", now)
 
     def _close(self, code: int, reason: str, now: float) -> None:
         """Send a close frame and stop handling input (raises ``_Closed``)."""
@@ -945,7 +1331,7 @@ class GatewayServer:
         with contextlib.suppress(WsLocalProtocolError):  # wsproto may have closed already
             self._out.append(self._ws.send(CloseConnection(code, reason)))
         self.state = ConnectionState.CLOSING
-        self._close_deadline = now + _CLOSE_TIMEOUT
+        self._close_deadline = now + self.config.close_timeout
         self._release_session(not close_policy(code).resume, now)
         logger.info("connection #%d: server closed with %d (%s)", self.index, code, reason)
         raise _Closed
@@ -1024,6 +1410,8 @@ class GatewayServer:
             # accept frames that omit keys (spec 7).
             payload = {"op": payload["op"], "d": payload["d"]}
         self.sent.append(payload)
+        if len(self.sent) > 2 * self.config.record_limit:  # bounded, trimmed in batches
+            del self.sent[: -self.config.record_limit]
         if self.encoding == "etf":
             from .. import _etf
 

@@ -79,6 +79,13 @@ def new_store(**overrides: Any) -> RecordingStore:
         "resume_gateway_url": RESUME_URL,
         "guild_ids": (),
         "tokens": frozenset({TOKEN}),
+        # Opt-outs of limits the model does not track: the machine identifies back
+        # to back (spec 21's 5 s buckets and the session start budget would turn
+        # its IDENTIFYs into op 9 / 4004), and it may hold the client's upgrade
+        # request in flight for any virtual time (the request-head deadline).
+        "enforce_identify_concurrency": False,
+        "enforce_session_start_limit": False,
+        "handshake_timeout": 1e9,
     }
     config.update(overrides)
     return RecordingStore(ServerConfig(**config), seed=1)

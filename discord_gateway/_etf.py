@@ -1,15 +1,15 @@
-"""ETF (Erlang External Term Format, spec J) in pure Python, validated.
+"""ETF (Erlang External Term Format, protocol J) in pure Python, validated.
 
 Decoding (:func:`loads`) normalises terms so that dispatch data has the same
 shape as with JSON:
 
 * atoms become ``str``, except ``nil`` -> None, ``true``/``false`` -> bool
-  (spec 39: received keys are atoms; all four atom encodings are accepted);
+  (protocol 39: received keys are atoms; all four atom encodings are accepted);
 * binaries become ``str`` (UTF-8, undecodable bytes kept with
   ``surrogateescape``); tuples become lists; NIL_EXT is the empty list and
   STRING_EXT (an Erlang charlist) a list of ints;
 * SMALL_BIG_EXT/LARGE_BIG_EXT become ``int``, so snowflakes arrive as ints
-  (spec 37).
+  (protocol 37).
 
 It refuses, with :class:`RemoteProtocolError`, what erlpack 1.0 silently
 accepted or crashed on: data truncated inside its last string (erlpack
@@ -34,14 +34,14 @@ applied at every depth, to ints only (never bools):
 1. the value of a map key ``id`` or ending in ``_id``;
 2. the int elements of a list under a key ending in ``_ids`` or named in
    :data:`SNOWFLAKE_LIST_KEYS` (``roles``, ``mention_roles``, ...);
-3. int map keys (JSON object keys are always strings; spec 37 notes that
+3. int map keys (JSON object keys are always strings; protocol 37 notes that
    snowflake map keys such as ``resolved.users`` may arrive either way).
 
 A rule by magnitude (e.g. ``>= 2**32``) was rejected: millisecond timestamps
 (``since``, activity ``timestamps``) are that large too and are ints in JSON.
 
 Encoding (:func:`dumps`) writes string keys as BINARY_EXT: atom keys get
-4002 (spec 39). Tuples are sent as lists, like JSON arrays. The output is
+4002 (protocol 39). Tuples are sent as lists, like JSON arrays. The output is
 byte-for-byte what erlpack produces for the same (tuple-free) payload.
 """
 
@@ -132,7 +132,7 @@ def _decode(data: bytes | bytearray, pos: int, state: _Decoding) -> tuple[Any, i
         snowflakes = state.snowflakes
         strict = state.strict
         for _ in range(arity):
-            if strict and data[pos] in _ATOM_TAGS:  # spec 39: a client's atom keys get 4002
+            if strict and data[pos] in _ATOM_TAGS:  # protocol 39: a client's atom keys get 4002
                 raise _Malformed(f"atom map key at offset {pos}")
             key, pos = _decode(data, pos, state)
             value, pos = _decode(data, pos, state)
@@ -173,9 +173,9 @@ def _decode(data: bytes | bytearray, pos: int, state: _Decoding) -> tuple[Any, i
             pos += 4
         sign = data[pos]
         digits, pos = _binary(data, pos + 1, size)
-        number = int.from_bytes(digits, "little")  # unsigned magnitude (spec 37)
+        number = int.from_bytes(digits, "little")  # unsigned magnitude (protocol 37)
         return (-number if sign else number), pos
-    if tag == 106:  # NIL_EXT: the empty list (spec 39)
+    if tag == 106:  # NIL_EXT: the empty list (protocol 39)
         return [], pos
     if tag == 118 or tag == 100:  # ATOM_UTF8_EXT, ATOM_EXT (Latin-1)
         (size,) = _U16(data, pos)
@@ -242,7 +242,7 @@ def loads(
     """Decode one ETF message (see the module docstring for the normalisation).
 
     ``reject_atom_keys`` is for the local gateway server, which must refuse a
-    client's atom keys as Discord does (spec 39). A message holding more than
+    client's atom keys as Discord does (protocol 39). A message holding more than
     ``max_terms`` terms raises :class:`PayloadTooLarge`.
     """
     try:
@@ -329,7 +329,7 @@ def _encode(obj: Any, out: bytearray, atom_keys: bool = False) -> None:
 def dumps(payload: dict[str, Any], *, atom_keys: bool = False) -> bytes:
     """Encode a payload to send. Raises TypeError/ValueError on what ETF cannot hold.
 
-    Clients must send string keys (spec 39); ``atom_keys=True`` writes map keys
+    Clients must send string keys (protocol 39); ``atom_keys=True`` writes map keys
     as atoms the way Discord's own messages do, for the local gateway server.
     """
     out = bytearray(b"\x83")

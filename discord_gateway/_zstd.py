@@ -1,4 +1,4 @@
-"""``compress=zstd-stream`` (spec 35): one streaming decompressor per connection.
+"""``compress=zstd-stream`` (protocol 35): one streaming decompressor per connection.
 
 Discord's own gateway never ends a zstd frame: each WebSocket message is one
 gateway message flushed from a single frame that lasts as long as the

@@ -2,11 +2,11 @@
 
 Two independent layers, both per connection:
 
-* transport compression (spec I): ``zlib-stream`` (one inflate context per
+* transport compression (protocol I): ``zlib-stream`` (one inflate context per
   connection, messages end with the Z_SYNC_FLUSH suffix ``00 00 ff ff`` and
   may span several WebSocket messages), ``zstd-stream``, or none - in which
   case binary frames are either whole zlib payloads (``compress: true`` in
-  IDENTIFY, spec 36) or raw ETF;
+  IDENTIFY, protocol 36) or raw ETF;
 * encoding: JSON (orjson when installed, else the stdlib) or ETF.
 
 Every failure of zlib, zstd, JSON or ETF (including nesting deep enough to
@@ -41,7 +41,7 @@ __all__ = (
 ZLIB_SUFFIX = b"\x00\x00\xff\xff"
 #: Default cap on one decompressed (or uncompressed) message: 16 MiB.
 DEFAULT_MAX_PAYLOAD_SIZE = 16 * 1024 * 1024
-#: Discord closes with 4002 on a sent payload over 4096 encoded bytes (spec 42).
+#: Discord closes with 4002 on a sent payload over 4096 encoded bytes (protocol 42).
 MAX_SEND_SIZE = 4096
 
 #: What wsproto hands us (a bytearray) or a test does (bytes); both go to zlib as is.
@@ -91,12 +91,12 @@ class Inflater(Protocol):
 
 
 class ZlibStreamInflater:
-    """``compress=zlib-stream``: one inflate context for the connection (spec 33, 34).
+    """``compress=zlib-stream``: one inflate context for the connection (protocol 33, 34).
 
     Chunks are inflated as they arrive (no re-buffering of compressed bytes),
     and a gateway message is complete when the WebSocket message that carried
     its last bytes ends with the Z_SYNC_FLUSH suffix - possibly several
-    WebSocket messages later (spec 58).
+    WebSocket messages later (protocol 58).
     """
 
     __slots__ = ("_inflater", "_max_size", "_parts", "_size", "_tail")
@@ -136,7 +136,7 @@ class ZlibStreamInflater:
 
 class PlainBinaryInflater:
     """No transport compression: a binary message is a whole zlib payload
-    (``compress: true`` in IDENTIFY, spec 36) or, with ETF, raw ETF."""
+    (``compress: true`` in IDENTIFY, protocol 36) or, with ETF, raw ETF."""
 
     __slots__ = ("_max_size", "_parts", "_size")
 
@@ -199,7 +199,7 @@ def _new_inflater(compress: str | None, max_size: int) -> Inflater:
 
 
 class Codec:
-    """Per-connection decoder/encoder. ``reset()`` on every new WebSocket (spec 33).
+    """Per-connection decoder/encoder. ``reset()`` on every new WebSocket (protocol 33).
 
     ``etf_snowflakes_as_str``: with ``encoding="etf"``, deliver snowflakes as
     ``str`` like JSON does instead of the ``int`` ETF carries (the rule is in
@@ -259,7 +259,7 @@ class Codec:
         self._inflater: Inflater = _new_inflater(compress, max_size)
 
     def reset(self) -> None:
-        """Fresh contexts for a new WebSocket: never reuse one across connections (spec 58)."""
+        """Fresh contexts for a new WebSocket: never reuse one across connections (protocol 58)."""
         self._text_parts = []
         self._text_size = 0
         self._discarding = False

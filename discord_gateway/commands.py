@@ -8,7 +8,7 @@ Every builder validates before returning and raises :class:`InvalidCommand`
 with a message naming the broken rule: Discord answers a bad payload by
 closing the connection (4001, 4002, 4013, ...), so refusing it locally is
 cheaper and says why. As a last check each builder refuses a command whose
-JSON encoding (with its envelope) would exceed 4096 bytes (spec 42); the
+JSON encoding (with its envelope) would exceed 4096 bytes (protocol 42); the
 connection must still measure the bytes it actually encodes (ETF sizes differ).
 
 Snowflakes are accepted as ``int`` or decimal ``str`` and always sent as
@@ -57,25 +57,25 @@ _SNOWFLAKE_MAX_DIGITS = 20
 
 #: Intents must be below this. The highest documented intent is
 #: DIRECT_MESSAGE_POLLS = 1 << 25 (developers/events/gateway.mdx, list of
-#: intents); Discord closes with 4013 on bits it does not know (spec 19), so a
+#: intents); Discord closes with 4013 on bits it does not know (protocol 19), so a
 #: bit above it is refused here. Raise this when Discord adds an intent.
 INTENTS_LIMIT = 1 << 26
 
 PRESENCE_STATUSES = frozenset({"online", "dnd", "idle", "invisible", "offline"})
-#: spec 51: "Bot users are only able to set name, state, type, and url".
+#: protocol 51: "Bot users are only able to set name, state, type, and url".
 ACTIVITY_KEYS = ("name", "type", "state", "url")
 #: Activity types: 0 Playing, 1 Streaming, 2 Listening, 3 Watching,
 #: 4 Custom, 5 Competing, 6 Hang.
 _ACTIVITY_TYPES = range(7)
 _STREAMING = 1
-#: spec 51: streaming URLs must be Twitch or YouTube.
+#: protocol 51: streaming URLs must be Twitch or YouTube.
 _STREAMING_HOSTS = frozenset({"twitch.tv", "www.twitch.tv", "youtube.com", "www.youtube.com"})
-#: spec 49: the only fields Request Channel Info accepts.
+#: protocol 49: the only fields Request Channel Info accepts.
 CHANNEL_INFO_FIELDS = ("status", "voice_start_time")
 
-_LARGE_THRESHOLD = range(50, 251)  # spec 17: "Value between 50 and 250"
-_MEMBERS_LIMIT = 100  # spec 47: a query or user_ids returns at most 100 members
-_NONCE_MAX_BYTES = 32  # spec 47: "Nonce can only be up to 32 bytes"
+_LARGE_THRESHOLD = range(50, 251)  # protocol 17: "Value between 50 and 250"
+_MEMBERS_LIMIT = 100  # protocol 47: a query or user_ids returns at most 100 members
+_NONCE_MAX_BYTES = 32  # protocol 47: "Nonce can only be up to 32 bytes"
 
 _DEPRECATED_PROPERTIES = {"$os": "os", "$browser": "browser", "$device": "device"}
 
@@ -139,7 +139,7 @@ def _check_size(op: Opcode, data: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:  # e.g. a lone surrogate is not UTF-8
         raise InvalidCommand(f"{op.name} payload cannot be encoded: {exc}") from exc
     if size > MAX_SEND_SIZE:
-        # spec 42: Discord closes with 4002 on a sent payload over 4096 bytes.
+        # protocol 42: Discord closes with 4002 on a sent payload over 4096 bytes.
         raise InvalidCommand(
             f"{op.name} payload is {size} bytes of JSON; Discord accepts at most "
             f"{MAX_SEND_SIZE} and closes the connection (4002) on a bigger one: send less"
@@ -151,7 +151,7 @@ def _check_size(op: Opcode, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_properties() -> dict[str, str]:
-    """The connection properties sent when none are given (spec 17)."""
+    """The connection properties sent when none are given (protocol 17)."""
     return {"os": sys.platform, "browser": "discord-gateway", "device": "discord-gateway"}
 
 
@@ -167,7 +167,7 @@ def _properties(properties: Mapping[str, object] | None) -> dict[str, str]:
             raise InvalidCommand(f"properties must map str to str, not {key!r}: {value!r}")
         name = _DEPRECATED_PROPERTIES.get(key, key)
         if name != key:
-            # spec 17: "$os"-style keys are deprecated.
+            # protocol 17: "$os"-style keys are deprecated.
             warnings.warn(
                 f"identify property {key!r} is deprecated, use {name!r}",
                 DeprecationWarning,
@@ -190,7 +190,7 @@ def identify_data(
     shard: tuple[int, int] | list[int] | None = None,
     presence: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``d`` of IDENTIFY (op 2, spec 17-19).
+    """The ``d`` of IDENTIFY (op 2, protocol 17-19).
 
     ``properties`` defaults to :func:`default_properties`; keys that are left
     out fall back to it, and the deprecated ``$os``/``$browser``/``$device``
@@ -205,7 +205,7 @@ def identify_data(
         raise InvalidCommand(
             f"intents must be an int or Intents flags, not {type(intents).__name__}"
         )
-    # spec 19: Discord closes with 4013 on bits it does not know.
+    # protocol 19: Discord closes with 4013 on bits it does not know.
     if not 0 <= intents < INTENTS_LIMIT:
         raise InvalidCommand(_intents_problem(intents))
     data: dict[str, Any] = {
@@ -213,7 +213,7 @@ def identify_data(
         "properties": _properties(properties),
     }
     if compress is not None:
-        # spec 36: per-packet zlib; the connection must refuse it together
+        # protocol 36: per-packet zlib; the connection must refuse it together
         # with transport compression.
         data["compress"] = _require_bool(compress, "compress")
     if large_threshold is not None:
@@ -295,7 +295,7 @@ def presence_data(
     afk: bool = False,
     since: int | None = None,
 ) -> dict[str, Any]:
-    """The ``d`` of PRESENCE_UPDATE (op 3, spec 51), also IDENTIFY's ``presence``.
+    """The ``d`` of PRESENCE_UPDATE (op 3, protocol 51), also IDENTIFY's ``presence``.
 
     ``since`` is the Unix time in milliseconds the client went idle, or None.
     Each activity is an :class:`~discord_gateway.Activity` or a mapping with
@@ -332,7 +332,7 @@ def voice_state_data(
     self_mute: bool = False,
     self_deaf: bool = False,
 ) -> dict[str, Any]:
-    """The ``d`` of VOICE_STATE_UPDATE (op 4, spec 50): all four keys, always.
+    """The ``d`` of VOICE_STATE_UPDATE (op 4, protocol 50): all four keys, always.
 
     ``channel_id=None`` disconnects from voice.
     """
@@ -356,11 +356,11 @@ def request_guild_members_data(
     user_ids: Snowflake | Iterable[Snowflake] | None = None,
     nonce: str | None = None,
 ) -> dict[str, Any]:
-    """The ``d`` of REQUEST_GUILD_MEMBERS (op 8, spec 47).
+    """The ``d`` of REQUEST_GUILD_MEMBERS (op 8, protocol 47).
 
     Give exactly one of ``query`` (a username prefix, with ``limit`` 0..100;
     ``query=""`` with ``limit=0`` asks for every member, which needs the
-    GUILD_MEMBERS intent and is allowed once per guild per 30 s, spec 43) or
+    GUILD_MEMBERS intent and is allowed once per guild per 30 s, protocol 43) or
     ``user_ids`` (one snowflake or up to 100). ``nonce`` is echoed in the
     GUILD_MEMBERS_CHUNK replies and may be at most 32 bytes of UTF-8.
     """
@@ -384,7 +384,7 @@ def request_guild_members_data(
             )
         data["limit"] = limit
     if presences is not None:
-        # spec 47: presences=True needs the GUILD_PRESENCES intent.
+        # protocol 47: presences=True needs the GUILD_PRESENCES intent.
         data["presences"] = _require_bool(presences, "presences")
     if user_ids is not None:
         if _is_int(user_ids) or isinstance(user_ids, str):
@@ -402,7 +402,7 @@ def request_guild_members_data(
         size = len(nonce.encode("utf-8", "surrogatepass"))
         if size > _NONCE_MAX_BYTES:
             # Discord silently drops a nonce over 32 bytes: the reply could
-            # then never be matched, so refuse it (spec 47).
+            # then never be matched, so refuse it (protocol 47).
             raise InvalidCommand(
                 f"nonce must be at most 32 bytes of UTF-8, not {size} bytes: Discord would drop it"
             )
@@ -414,7 +414,7 @@ def request_guild_members_data(
 
 
 def request_soundboard_sounds_data(guild_ids: Iterable[Snowflake]) -> dict[str, Any]:
-    """The ``d`` of REQUEST_SOUNDBOARD_SOUNDS (op 31, spec 48): at least one guild."""
+    """The ``d`` of REQUEST_SOUNDBOARD_SOUNDS (op 31, protocol 48): at least one guild."""
     ids = _snowflake_list(guild_ids, "guild_ids")
     if not ids:
         raise InvalidCommand("guild_ids must hold at least one guild id")
@@ -424,7 +424,7 @@ def request_soundboard_sounds_data(guild_ids: Iterable[Snowflake]) -> dict[str, 
 def request_channel_info_data(
     guild_id: Snowflake, fields: Iterable[str] = CHANNEL_INFO_FIELDS
 ) -> dict[str, Any]:
-    """The ``d`` of REQUEST_CHANNEL_INFO (op 43, spec 49).
+    """The ``d`` of REQUEST_CHANNEL_INFO (op 43, protocol 49).
 
     ``fields`` is a non-empty selection of ``"status"`` and
     ``"voice_start_time"``, each at most once.

@@ -86,15 +86,15 @@ from .ratelimit import CommandRateLimiter
 __all__ = ("DEFAULT_API_VERSION", "READY_TIMEOUT", "RESUME_TIMEOUT", "DiscordConnection")
 
 DEFAULT_API_VERSION = 10
-#: API versions Discord still serves (spec 3: 10 and 9 available, 6-8 deprecated).
+#: API versions Discord still serves (protocol 3: 10 and 9 available, 6-8 deprecated).
 SUPPORTED_API_VERSIONS = (6, 7, 8, 9, 10)
 #: Backoff for ``reconnect()``: 0 for the first attempt, then full jitter over
 #: ``min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))`` seconds.
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
-#: Spec 28 [hist]: wait 1-5 s before identifying after op 9 d=false.
+#: Protocol 28 [hist]: wait 1-5 s before identifying after op 9 d=false.
 INVALID_SESSION_WAIT = (1.0, 5.0)
-#: Spec 54: a session whose resumes keep failing is "bricked"; identify after this many.
+#: Protocol 54: a session whose resumes keep failing is "bricked"; identify after this many.
 MAX_RESUME_ATTEMPTS = 3
 #: How long we wait for the gateway to answer our close frame before giving up on it.
 CLOSE_TIMEOUT = 5.0
@@ -112,7 +112,7 @@ MAX_TIMEOUT = 86_400.0
 #: of 1e300 ms would hand adapters a deadline no selector can wait for.
 MIN_HEARTBEAT_INTERVAL_MS = 1
 MAX_HEARTBEAT_INTERVAL_MS = 3_600_000
-#: Spec 6: sequence numbers are non-negative 64-bit signed integers; anything
+#: Protocol 6: sequence numbers are non-negative 64-bit signed integers; anything
 #: else is refused before it is stored (every heartbeat and RESUME carries it).
 MAX_SEQUENCE = 2**63 - 1
 #: Longest session_id accepted from READY (Discord's are 32 characters).
@@ -296,7 +296,7 @@ def _upgrade_headers(headers: object) -> list[tuple[bytes, bytes]]:
 
 
 def _sendable_session_id(session_id: object) -> TypeGuard[str]:
-    """Whether READY's ``session_id`` can go back in a RESUME (spec 22, 26)."""
+    """Whether READY's ``session_id`` can go back in a RESUME (protocol 22, 26)."""
     if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
         return False
     try:
@@ -567,7 +567,7 @@ class DiscordConnection:
         # Bytes still to come of a binary frame the fast path is streaming.
         self._fast_rest = 0
         self._codec.reset()
-        self._command_window.reset()  # spec 41: the limit is per connection
+        self._command_window.reset()  # protocol 41: the limit is per connection
         self._upgrade_sent = False
         self._hello_deadline: float | None = None
         self._resume_attempt = False
@@ -639,7 +639,7 @@ class DiscordConnection:
 
     @property
     def query_params(self) -> str:
-        """``v``, ``encoding`` and ``compress`` as a query string (spec 2)."""
+        """``v``, ``encoding`` and ``compress`` as a query string (protocol 2)."""
         params: dict[str, str] = {"v": str(self._version), "encoding": self.encoding}
         if self.transport_compression is not None:
             params["compress"] = self.transport_compression
@@ -662,8 +662,8 @@ class DiscordConnection:
     def url(self) -> str:
         """The full URL the next (or current) WebSocket connects to.
 
-        ``resume_gateway_url`` while the session can be resumed (spec 4, 26),
-        the original URL when identifying (spec 1, 27).
+        ``resume_gateway_url`` while the session can be resumed (protocol 4, 26),
+        the original URL when identifying (protocol 1, 27).
         """
         parts = self._target_url()
         return f"{parts.scheme}://{parts.netloc}{self._request_target(parts)}"
@@ -773,7 +773,7 @@ class DiscordConnection:
         if self._answer_deadline is not None and now >= self._answer_deadline:
             # Liveness: a gateway that ACKs heartbeats but never answers IDENTIFY
             # or RESUME would hold the connection forever. Close resumably; an
-            # unanswered RESUME counts as a failed one (spec 54).
+            # unanswered RESUME counts as a failed one (protocol 54).
             awaited = "READY" if state is State.IDENTIFYING else "RESUMED"
             waited = self._ready_timeout if awaited == "READY" else self._resume_timeout
             self._log.warning("no %s within %s s; closing to reconnect", awaited, waited)
@@ -781,7 +781,7 @@ class DiscordConnection:
         out: list[bytes] = []
         if now >= self._next_heartbeat:
             if self._ack_pending:
-                # spec 13: no ACK between two heartbeats: a zombie connection. Close
+                # protocol 13: no ACK between two heartbeats: a zombie connection. Close
                 # with a code other than 1000/1001 so the session can be resumed.
                 return [self._start_close(RESUMABLE_CLOSE_CODE, "heartbeat ACK missed", now)]
             out.append(self._send_heartbeat(now, expect_ack=True))
@@ -795,7 +795,7 @@ class DiscordConnection:
             out.append(self._frame(queue.pop(0)[1]))
 
     def _send_heartbeat(self, now: float, *, expect_ack: bool) -> bytes:
-        data = self._encode(Opcode.HEARTBEAT, self.sequence)  # spec 11
+        data = self._encode(Opcode.HEARTBEAT, self.sequence)  # protocol 11
         self._last_heartbeat_sent = now
         if expect_ack:
             self._ack_pending = True
@@ -811,7 +811,7 @@ class DiscordConnection:
         """A HEARTBEAT to send now (0.4.0 API; prefer ``handle_timer``).
 
         If the previous heartbeat was never acknowledged this returns the
-        close frame of a zombie connection instead (spec 13), as 0.4.0 did.
+        close frame of a zombie connection instead (protocol 13), as 0.4.0 did.
         ``acknowledge=False`` sends one without expecting an ACK.
         """
         state = self._lifecycle.state
@@ -831,7 +831,7 @@ class DiscordConnection:
     # -- Sending ---------------------------------------------------------------
 
     def _serialise(self, op: Opcode, data: Any) -> tuple[dict[str, Any], str | bytes]:
-        # spec 8: send only op and d.
+        # protocol 8: send only op and d.
         payload = {"op": int(op), "d": data}
         text_or_bytes, size = self._codec.dumps(payload)
         if size > MAX_SEND_SIZE:
@@ -853,7 +853,7 @@ class DiscordConnection:
         """Encode a command (op 3, 4, 8, 31, 43, ...) after IDENTIFY or RESUME was sent.
 
         Commands count against Discord's limit of 120 per 60 s per connection
-        (spec 41), minus the room heartbeats need. Over the limit the command is
+        (protocol 41), minus the room heartbeats need. Over the limit the command is
         queued and ``b""`` returned; ``handle_timer()`` sends it when the window
         allows, and ``next_deadline()`` says when. Queued commands survive a
         resume; if the session is lost they are dropped with a
@@ -896,7 +896,7 @@ class DiscordConnection:
         queue.append((payload, text_or_bytes))
         return b""
 
-    # The commands, validated before encoding (spec 47-51). Names and
+    # The commands, validated before encoding (protocol 47-51). Names and
     # parameters of the first three are those of discord-gateway 0.4.0.
 
     def update_presence(
@@ -996,10 +996,10 @@ class DiscordConnection:
         presence: Mapping[str, Any] | None = None,
         now: float | None = None,
     ) -> bytes:
-        """IDENTIFY: start a new session (spec 17). Only after HELLO, once per connection.
+        """IDENTIFY: start a new session (protocol 17). Only after HELLO, once per connection.
 
         ``compress`` asks for payload compression; it defaults to the constructor's
-        ``compress=True`` and cannot be combined with transport compression (spec 36).
+        ``compress=True`` and cannot be combined with transport compression (protocol 36).
         Identifying replaces any session this connection held. READY must follow
         within ``ready_timeout`` of ``now`` (see ``next_deadline()``); without
         ``now``, of the next ``receive()`` or ``handle_timer()`` call, so that the
@@ -1033,7 +1033,7 @@ class DiscordConnection:
         return out
 
     def resume(self, token: str, *, now: float | None = None) -> bytes:
-        """RESUME the session (spec 26). Only after HELLO, and only with a session.
+        """RESUME the session (protocol 26). Only after HELLO, and only with a session.
 
         The replay and RESUMED must follow within ``resume_timeout`` of ``now``
         (without ``now``: of the next ``receive()`` or ``handle_timer()`` call).
@@ -1085,7 +1085,7 @@ class DiscordConnection:
         """Start the close handshake; keep receiving until ``CloseDiscordConnection``.
 
         1000 (the default) and 1001 end the session (Discord shows the bot offline,
-        spec 30) and the connection: once the handshake is done (or timed out, or
+        protocol 30) and the connection: once the handshake is done (or timed out, or
         the transport dropped) the state is ``closed`` and ``should_reconnect()``
         False; ``reconnect()`` would start afresh with IDENTIFY. Any other code,
         e.g. 4000, keeps the session resumable and ends in ``reconnecting``.
@@ -1106,7 +1106,7 @@ class DiscordConnection:
             )
         if self._ws.connection is None:
             # No WebSocket yet: nothing to shake hands with. Our own code decides,
-            # as when the gateway echoes it (spec 30): 1000/1001 end the session,
+            # as when the gateway echoes it (protocol 30): 1000/1001 end the session,
             # and a code from the gateway's table (4004, 4009, ...) is not its verdict.
             self._close_sent_code = code
             self._connection_ended(code, peer_closed=False)
@@ -1128,7 +1128,7 @@ class DiscordConnection:
 
         0 for the first attempt after a working session, then exponential backoff
         with full jitter (base ``BACKOFF_BASE``, cap ``BACKOFF_CAP``), plus 1-5 s
-        after op 9 d=false (spec 28). READY and RESUMED reset the backoff.
+        after op 9 d=false (protocol 28). READY and RESUMED reset the backoff.
         Events already received are kept: drain ``events()`` whenever you like.
         After your own ``close(1000)`` (state ``closed``, no fatal code) it starts
         afresh, without delay: the next connection identifies.
@@ -1145,7 +1145,7 @@ class DiscordConnection:
             self._attempts = 0
         elif state is not State.RECONNECTING and self._upgrade_sent:
             # The caller gave up on a WebSocket we still thought was open
-            # (a socket error, a timeout): it is a lost transport (spec 53).
+            # (a socket error, a timeout): it is a lost transport (protocol 53).
             self._account_for_lost_connection()
         self._fire(Trigger.RECONNECT)
         self._new_websocket()
@@ -1175,7 +1175,7 @@ class DiscordConnection:
         self._answer_timeout = None
 
     def _account_for_lost_connection(self) -> None:
-        """Book-keeping when a WebSocket ends: failed resumes (spec 54)."""
+        """Book-keeping when a WebSocket ends: failed resumes (protocol 54)."""
         if self._resume_attempt:
             self._resume_attempt = False
             self._resume_failures += 1
@@ -1193,7 +1193,7 @@ class DiscordConnection:
         """The WebSocket is gone: decide what becomes of the session, then move state.
 
         ``code`` is the peer's close code (1006 if none), ``reason`` its close
-        frame's reason. If we started the close, our own code decides (spec 30),
+        frame's reason. If we started the close, our own code decides (protocol 30),
         unless the peer's close frame crossed ours with a code of its own that
         ends the session or is fatal. A close the user asked for with 1000/1001
         ends the connection (``closed``), not just the session.
@@ -1318,7 +1318,7 @@ class DiscordConnection:
                 return out
             except CloseDiscordConnection as closed:
                 # The close frame came in the same read as something we answered
-                # (op 7 then 1001, spec 52): our close frame and any other reply
+                # (op 7 then 1001, protocol 52): our close frame and any other reply
                 # still have to be written, before the answer to theirs.
                 if out:
                     closed.data = b"".join(out) + (closed.data or b"")
@@ -1560,7 +1560,7 @@ class DiscordConnection:
 
     def _on_dispatch(self, payload: dict[str, Any]) -> None:
         # Hot path: no Machine, no clock, nothing allocated but the event.
-        # spec 6: remember the last non-null s.
+        # protocol 6: remember the last non-null s.
         name = payload.get("t")
         if type(name) is not str:
             raise RemoteProtocolError(f"dispatch without an event name: {_brief(payload)}")
@@ -1569,7 +1569,7 @@ class DiscordConnection:
             and self._awaiting is None
             and self._lifecycle.state is State.CLOSING
         ):
-            # The session was given up on this WebSocket (op 9 false, spec 28):
+            # The session was given up on this WebSocket (op 9 false, protocol 28):
             # what the gateway still sends on it (a replay, a RESUMED crossing
             # the op 9) belongs to no session of ours. The next IDENTIFY starts
             # afresh; its READY carries the state.
@@ -1597,9 +1597,9 @@ class DiscordConnection:
         """A dispatch whose ``s`` is not above the last one: True to drop it.
 
         Only a resume's replay overlapping what was already delivered is dropped
-        (spec 24: never twice). Anywhere else the gateway is out of order: the
+        (protocol 24: never twice). Anywhere else the gateway is out of order: the
         dispatch is delivered, counted and logged (sparingly), and the sequence
-        follows the latest ``s`` received (spec 6) - never a reason to wedge.
+        follows the latest ``s`` received (protocol 6) - never a reason to wedge.
         """
         if self._awaiting == "RESUMED":
             self._log.debug("dropping replayed dispatch s=%d (delivered up to %d)", seq, last)
@@ -1653,16 +1653,16 @@ class DiscordConnection:
             self.session_id = session_id
             if seq is not None:
                 # A new session's numbering starts at READY's s, whatever came
-                # before it on this WebSocket (spec 22).
+                # before it on this WebSocket (protocol 22).
                 self.sequence = seq
-            self.resume_gateway_url = resume_url  # spec 22
+            self.resume_gateway_url = resume_url  # protocol 22
             self._attempts = 0
             self._resume_failures = 0
             self._events.append(Ready(name, seq, data, payload, session_id, resume_url))
             return
         late = state is State.CLOSING and self._awaiting == name
         if state is State.READY:
-            # A session's replay (spec 24) may hold the RESUMED of an earlier
+            # A session's replay (protocol 24) may hold the RESUMED of an earlier
             # resume, which then arrives before this resume's own RESUMED (or a
             # gateway repeats one). Rejecting it would close, resume, and be
             # replayed the same again: pass it on as a plain dispatch instead.
@@ -1688,7 +1688,7 @@ class DiscordConnection:
             # A gateway may send RESUMED with the client's own last s: it ends
             # the resume all the same, and the sequence never moves back.
             self.sequence = seq
-        # spec 24: RESUMED carries no new URL; keep resume_gateway_url.
+        # protocol 24: RESUMED carries no new URL; keep resume_gateway_url.
         self._events.append(Resumed(name, seq, data, payload))
 
     def _on_control(self, payload: dict[str, Any], out: list[bytes], now: float | None) -> None:
@@ -1697,7 +1697,7 @@ class DiscordConnection:
         if op == Opcode.HEARTBEAT_ACK:
             # Any ACK proves the connection alive, including one answering a
             # heartbeat we sent for a server op 1: zombie detection only needs
-            # *a* sign of life between two of our heartbeats (spec 13).
+            # *a* sign of life between two of our heartbeats (protocol 13).
             self._ack_pending = False
             latency = None
             if self._last_heartbeat_sent is not None:
@@ -1709,7 +1709,7 @@ class DiscordConnection:
             if self.dispatch_handled:
                 self._events.append(HeartbeatAck(latency, payload))
         elif op == Opcode.HEARTBEAT:
-            # spec 12: answer at once, without waiting for the interval.
+            # protocol 12: answer at once, without waiting for the interval.
             if state in HEARTBEAT_STATES:
                 out.append(self._send_heartbeat(self._now(now), expect_ack=False))
             else:
@@ -1719,7 +1719,7 @@ class DiscordConnection:
         elif op == Opcode.HELLO:
             self._on_hello(payload, now)
         elif op == Opcode.RECONNECT:
-            # spec 16, 25: may come at any point, even instead of HELLO.
+            # protocol 16, 25: may come at any point, even instead of HELLO.
             if state in OPEN_STATES:
                 out.append(
                     self._start_close(RESUMABLE_CLOSE_CODE, "reconnect requested", self._now(now))
@@ -1729,7 +1729,7 @@ class DiscordConnection:
         elif op == Opcode.INVALID_SESSION:
             resumable = payload.get("d") is True
             if not resumable:
-                # spec 28: a new session, after a random 1-5 s wait.
+                # protocol 28: a new session, after a random 1-5 s wait.
                 self._drop_session()
                 self._invalid_session_wait = self._rng.uniform(*INVALID_SESSION_WAIT)
             if state in OPEN_STATES:
@@ -1739,7 +1739,7 @@ class DiscordConnection:
             if self.dispatch_handled:
                 self._events.append(InvalidSession(resumable, payload))
         else:
-            # spec 7: unknown opcodes are logged, never fatal.
+            # protocol 7: unknown opcodes are logged, never fatal.
             self._log.warning("ignoring a message with unknown opcode %s", _brief(op, 40))
             if self.dispatch_handled:
                 self._events.append(UnknownMessage(op, payload))
@@ -1747,7 +1747,7 @@ class DiscordConnection:
     def _on_hello(self, payload: dict[str, Any], now: float | None) -> None:
         data = payload.get("d")
         interval = data.get("heartbeat_interval") if type(data) is dict else None
-        # spec 9: milliseconds. Bounded, so no deadline can overflow a selector:
+        # protocol 9: milliseconds. Bounded, so no deadline can overflow a selector:
         # bignums, inf, nan and 1e300 are all refused here.
         if type(interval) not in (int, float) or not (
             MIN_HEARTBEAT_INTERVAL_MS <= interval <= MAX_HEARTBEAT_INTERVAL_MS  # type: ignore[operator]
@@ -1763,8 +1763,8 @@ class DiscordConnection:
         now = self._now(now)
         self._hello_at = now
         self.heartbeat_interval = interval / 1000  # type: ignore[operator]
-        # spec 10: first heartbeat after interval * jitter, jitter in [0, 1).
+        # protocol 10: first heartbeat after interval * jitter, jitter in [0, 1).
         self._next_heartbeat = now + self.heartbeat_interval * self._rng.random()
-        self._ack_pending = False  # spec 14: a stale flag would loop on 4000
+        self._ack_pending = False  # protocol 14: a stale flag would loop on 4000
         self._last_heartbeat_sent = None
         self._events.append(Hello(self.heartbeat_interval, payload))

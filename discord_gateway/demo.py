@@ -335,7 +335,7 @@ def run_demo(seconds: float = 6.0, out: TextIO = sys.stdout) -> int:
 def get_gateway_bot(
     token: str, api_base: str = DISCORD_API, timeout: float = 10.0
 ) -> GatewayBotInfo:
-    """``GET /gateway/bot`` with the stdlib HTTP client (spec 46)."""
+    """``GET /gateway/bot`` with the stdlib HTTP client (protocol 46)."""
     request = urllib.request.Request(
         f"{api_base.rstrip('/')}/gateway/bot",
         headers={

@@ -123,7 +123,7 @@ class CloseDiscordConnection(Exception):
 
 
 class GatewayClosed(GatewayError):
-    """The gateway closed with a fatal code (spec 31): reconnecting cannot succeed.
+    """The gateway closed with a fatal code (protocol 31): reconnecting cannot succeed.
 
     Raised by the adapters; the core only moves to the ``closed`` state. The
     subclass names the cause; ``code`` and ``reason`` are the close frame's.

@@ -106,7 +106,7 @@ class HeartbeatRequest(Event):
 
 @dataclass(frozen=True, slots=True)
 class UnknownMessage(Event):
-    """A message with an opcode we do not know (logged, never fatal: spec 7)."""
+    """A message with an opcode we do not know (logged, never fatal: protocol 7)."""
 
     op: Any
     payload: Payload

@@ -1,7 +1,7 @@
 """Wire constants: gateway opcodes, close codes and what each close code means.
 
 Everything here is data taken from Discord's documentation (see the checklist
-sections G and H in ``shared/spec/CHECKLIST.md``); the connection reads these
+sections G and H in ``docs/protocol.md``); the connection reads these
 tables rather than spelling the rules out in ``if`` chains.
 """
 
@@ -23,7 +23,7 @@ __all__ = (
 
 
 class Opcode(enum.IntEnum):
-    """Gateway opcodes (spec G). The direction is from the client's view."""
+    """Gateway opcodes (protocol G). The direction is from the client's view."""
 
     DISPATCH = 0  # receive
     HEARTBEAT = 1  # send and receive
@@ -41,7 +41,7 @@ class Opcode(enum.IntEnum):
 
 
 class CloseCode(enum.IntEnum):
-    """WebSocket close codes that matter to the gateway (spec H)."""
+    """WebSocket close codes that matter to the gateway (protocol H)."""
 
     NORMAL_CLOSURE = 1000
     GOING_AWAY = 1001
@@ -81,9 +81,9 @@ class ClosePolicy:
     resume: bool
 
 
-#: Spec H, one row per code. Codes missing from this table (4006, 4015+, 3xxx,
+#: Protocol H, one row per code. Codes missing from this table (4006, 4015+, 3xxx,
 #: 1xxx other than below) are treated as "reconnect and try to resume"
-#: (spec 31), and so are 1000/1001 when the *server* sends them (spec 32).
+#: (protocol 31), and so are 1000/1001 when the *server* sends them (protocol 32).
 CLOSE_CODE_POLICIES: dict[int, ClosePolicy] = {
     CloseCode.NORMAL_CLOSURE: ClosePolicy("normal closure from the server", True, True),
     CloseCode.GOING_AWAY: ClosePolicy("server going away (reconnect requested)", True, True),
@@ -91,7 +91,7 @@ CLOSE_CODE_POLICIES: dict[int, ClosePolicy] = {
     CloseCode.UNKNOWN_ERROR: ClosePolicy("unknown error", True, True),
     CloseCode.UNKNOWN_OPCODE: ClosePolicy("unknown opcode or invalid payload", True, True),
     CloseCode.DECODE_ERROR: ClosePolicy("decode error (invalid or oversized payload)", True, True),
-    # spec H [obs]: "...or this session has been invalidated": start over.
+    # protocol H [obs]: "...or this session has been invalidated": start over.
     CloseCode.NOT_AUTHENTICATED: ClosePolicy("not authenticated", True, False),
     CloseCode.AUTHENTICATION_FAILED: ClosePolicy("authentication failed (bad token)", False, False),
     CloseCode.ALREADY_AUTHENTICATED: ClosePolicy("already authenticated", True, True),
@@ -108,10 +108,10 @@ CLOSE_CODE_POLICIES: dict[int, ClosePolicy] = {
 _UNKNOWN_POLICY = ClosePolicy("unknown close code", True, True)
 
 #: The code we close with when the session must survive: any code other than
-#: 1000/1001 keeps it (spec 13, 30). 4000 is what discord.py and twilight use.
+#: 1000/1001 keeps it (protocol 13, 30). 4000 is what discord.py and twilight use.
 RESUMABLE_CLOSE_CODE = 4000
 
-#: Closing *ourselves* with one of these ends the session (spec 30).
+#: Closing *ourselves* with one of these ends the session (protocol 30).
 SESSION_ENDING_CLOSE_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY})
 
 

@@ -1,4 +1,4 @@
-"""The gateway's send limit, as a pure sliding window (spec 41).
+"""The gateway's send limit, as a pure sliding window (protocol 41).
 
 Discord allows 120 gateway events per connection every 60 seconds and closes
 with 4008 above that. Heartbeats (including answers to op 1) and the one

@@ -3,11 +3,11 @@ and :class:`IdentifyScheduler`, which decides when each shard may IDENTIFY.
 
 Theory of operation of the scheduler
 ------------------------------------
-Discord limits new sessions in two ways (spec 20, 21):
+Discord limits new sessions in two ways (protocol 20, 21):
 
 * concurrency: shards share ``max_concurrency`` buckets, ``rate_limit_key =
   shard_id % max_concurrency``, and each bucket allows one IDENTIFY per 5
-  seconds. Breaking it is answered with op 9 a few seconds later (spec 60);
+  seconds. Breaking it is answered with op 9 a few seconds later (protocol 60);
 * a daily budget, ``session_start_limit.remaining``, reset ``reset_after``
   after the ``GET /gateway/bot`` call. Exhausting it resets the bot's token,
   so the scheduler never grants more identifies than remain.
@@ -17,14 +17,14 @@ clock) and it never reads a clock or sleeps. Shards ``request()`` a slot;
 ``poll(now)`` returns the shards that may send IDENTIFY now (and counts them as
 sent); ``next_deadline()`` says when polling can next grant anything. Every
 IDENTIFY, including a re-identify after a lost session, goes through it;
-RESUME does not (it is not rate limited, spec 20).
+RESUME does not (it is not rate limited, protocol 20).
 
 Buckets start in order: requests are served first come, first served, and
 requests made at the same ``now`` by shard id, so requesting every shard at
 startup identifies shards ``0..c-1`` at once, then ``c..2c-1`` 5 s later, and
 so on (``c = max_concurrency``).
 
-Releasing (spec 60). A granted identify holds its bucket until the gateway
+Releasing (protocol 60). A granted identify holds its bucket until the gateway
 answers: call ``released(shard_id, now)`` on READY, on op 9, or when the
 connection closes. The next identify in that bucket needs *both* the 5 s
 window since the previous one *and* that release: releasing never shortens
@@ -54,17 +54,17 @@ __all__ = (
     "shard_for_guild",
 )
 
-#: One IDENTIFY per rate-limit key per this many seconds (spec 21).
+#: One IDENTIFY per rate-limit key per this many seconds (protocol 21).
 IDENTIFY_INTERVAL = 5.0
 #: Seconds after which an identify that was never released frees its bucket.
 DEFAULT_ANSWER_TIMEOUT = 30.0
-#: After a reset we assume the next one 24 hours later (spec 20), until the
+#: After a reset we assume the next one 24 hours later (protocol 20), until the
 #: caller passes a fresh ``GET /gateway/bot`` body to ``update_limit``.
 _LIMIT_PERIOD = 24 * 60 * 60.0
 
 
 class IdentifyLimitExhausted(GatewayError):
-    """No session starts remain before ``resets_at`` (spec 20).
+    """No session starts remain before ``resets_at`` (protocol 20).
 
     Identifying anyway would exceed the daily limit, which terminates every
     session and resets the bot's token. Request again at ``resets_at`` (same
@@ -83,7 +83,7 @@ def _is_int(value: object) -> bool:
 
 
 def shard_for_guild(guild_id: int | str, num_shards: int) -> int:
-    """The shard that receives a guild's events: ``(guild_id >> 22) % num_shards`` (spec 44).
+    """The shard that receives a guild's events: ``(guild_id >> 22) % num_shards`` (protocol 44).
 
     Events without a ``guild_id`` (DMs, entitlements, ...) go to shard 0.
     """
@@ -113,7 +113,7 @@ def _field(payload: Mapping[str, Any], key: str, minimum: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SessionStartLimit:
-    """``session_start_limit`` of ``GET /gateway/bot`` (spec 46).
+    """``session_start_limit`` of ``GET /gateway/bot`` (protocol 46).
 
     ``reset_after`` is in **seconds** here (the payload has milliseconds).
     """
@@ -143,14 +143,14 @@ class SessionStartLimit:
         return cls(
             total=_field(payload, "total", 0),
             remaining=_field(payload, "remaining", 0),
-            reset_after=_field(payload, "reset_after", 0) / 1000,  # ms on the wire (spec 46)
+            reset_after=_field(payload, "reset_after", 0) / 1000,  # ms on the wire (protocol 46)
             max_concurrency=_field(payload, "max_concurrency", 1),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayBotInfo:
-    """The body of ``GET /gateway/bot`` (spec 46): URL, recommended shards, limits."""
+    """The body of ``GET /gateway/bot`` (protocol 46): URL, recommended shards, limits."""
 
     url: str
     shards: int
@@ -173,7 +173,7 @@ class GatewayBotInfo:
 
 
 class IdentifyScheduler:
-    """When each shard may IDENTIFY (spec 20, 21, 60); see the module docstring.
+    """When each shard may IDENTIFY (protocol 20, 21, 60); see the module docstring.
 
     ``remaining``/``total``/``resets_at`` describe the daily budget; leave
     ``remaining`` as None to track concurrency only. Prefer
@@ -262,13 +262,13 @@ class IdentifyScheduler:
         return [shard_id for _, shard_id in self._pending]
 
     def rate_limit_key(self, shard_id: int) -> int:
-        """spec 21: ``shard_id % max_concurrency``."""
+        """protocol 21: ``shard_id % max_concurrency``."""
         return shard_id % self._max_concurrency
 
     # -- inputs --------------------------------------------------------------------
 
     def update_limit(self, limit: SessionStartLimit, now: float) -> None:
-        """Take a fresh ``GET /gateway/bot`` answer (spec 46: don't cache it for long).
+        """Take a fresh ``GET /gateway/bot`` answer (protocol 46: don't cache it for long).
 
         Pending requests are kept; if ``max_concurrency`` changed, every bucket
         conservatively inherits the most recent identify and in-flight slot.
@@ -325,7 +325,7 @@ class IdentifyScheduler:
 
     def released(self, shard_id: int, now: float) -> bool:
         """The gateway answered ``shard_id``'s identify (READY, op 9) or its connection
-        closed (spec 60). Does not shorten the 5 s window. False if nothing was held."""
+        closed (protocol 60). Does not shorten the 5 s window. False if nothing was held."""
         key = self.rate_limit_key(shard_id)
         held = self._in_flight.get(key)
         if held is None or held[0] != shard_id:

@@ -27,7 +27,7 @@ from discord_gateway.testing import (
 )
 
 INTERVAL = 0.2  # seconds: short heartbeats keep these tests fast
-# op 9 scenarios re-identify 1-5 s later, sooner than spec 21's 5 s bucket allows:
+# op 9 scenarios re-identify 1-5 s later, sooner than protocol 21's 5 s bucket allows:
 # the identify concurrency limit is opted out of.
 CONFIG = ServerConfig(heartbeat_interval=INTERVAL, enforce_identify_concurrency=False)
 TLS = [pytest.param(False, id="ws"), pytest.param(True, id="wss")]

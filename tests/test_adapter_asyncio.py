@@ -30,7 +30,7 @@ from discord_gateway.testing import (
 )
 
 INTERVAL = 0.2  # seconds: short heartbeats keep these tests fast
-# op 9 scenarios re-identify 1-5 s later, sooner than spec 21's 5 s bucket allows:
+# op 9 scenarios re-identify 1-5 s later, sooner than protocol 21's 5 s bucket allows:
 # the identify concurrency limit is opted out of.
 CONFIG = ServerConfig(heartbeat_interval=INTERVAL, enforce_identify_concurrency=False)
 
@@ -208,7 +208,7 @@ def test_close_sends_1000_and_ends_the_session() -> None:
             await gateway.wait_for(lambda: server.close_code is not None)
             assert server.close_code == 1000
             assert server.closed_by == "client"
-            assert not gateway.store.sessions  # 1000 destroyed it (spec 30)
+            assert not gateway.store.sessions  # 1000 destroyed it (protocol 30)
 
     run(main())
 

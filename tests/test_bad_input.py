@@ -76,7 +76,7 @@ def test_replies_before_a_bad_payload_are_still_written() -> None:
 
 @pytest.mark.parametrize("url", ["https://gateway.example", "wss://", "", 42])
 def test_a_bad_resume_gateway_url_in_ready_is_ignored(url: object) -> None:
-    # spec 22: the session is fine; resuming will use the main URL.
+    # protocol 22: the session is fine; resuming will use the main URL.
     link = Link()
     link.hello()
     link.identify()
@@ -107,7 +107,7 @@ def test_bad_zlib_data() -> None:
 
 
 def test_zlib_message_without_suffix_is_buffered_until_it_comes() -> None:
-    # spec 34, 58: a message may span frames; only the suffix ends it.
+    # protocol 34, 58: a message may span frames; only the suffix ends it.
     link = ready_link(compress="zlib-stream")
     deflate = link.peer._deflate
     raw = b'{"op":0,"s":3,"t":"X","d":{}}'

@@ -34,7 +34,7 @@ def test_zlib_stream_hello_capture(split: int | None) -> None:
 @pytest.mark.parametrize("split", SPLITS)
 def test_zlib_stream_shared_context_and_a_message_split_across_frames(split: int | None) -> None:
     # HELLO, READY, GUILD_CREATE through ONE deflate context; GUILD_CREATE is
-    # split across two WebSocket messages (spec 34, 58).
+    # split across two WebSocket messages (protocol 34, 58).
     link = Link(compress="zlib-stream", split=split)
     link.deliver(link.peer.send(fixture_bytes("constructed/zlib_stream_seq_0.bin")))
     link.identify()
@@ -54,7 +54,7 @@ def test_zlib_stream_shared_context_and_a_message_split_across_frames(split: int
 
 
 def test_each_connection_gets_a_fresh_zlib_context() -> None:
-    # spec 33, 58: frame 1 of a stream can't be inflated by a new context.
+    # protocol 33, 58: frame 1 of a stream can't be inflated by a new context.
     link = Link(compress="zlib-stream")
     with pytest.raises(RemoteProtocolError, match="zlib"):
         link.conn.receive(link.peer.send(fixture_bytes("constructed/zlib_stream_seq_1.bin")))
@@ -62,7 +62,7 @@ def test_each_connection_gets_a_fresh_zlib_context() -> None:
 
 def test_payload_compression_inflates_whole_zlib_payloads() -> None:
     # 0.4.0 only inflated when the payload ended with the zlib-stream suffix,
-    # which per-packet zlib.compress never does (spec 36).
+    # which per-packet zlib.compress never does (protocol 36).
     link = Link(compress=True)
     link.hello()
     link.client(link.conn.identify(token="t", intents=1))

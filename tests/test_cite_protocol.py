@@ -186,10 +186,5 @@ def test_every_protocol_citation_exists() -> None:
     assert [f for f in _findings() if "does not define" in f] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the code still cites `spec N`: the lead runs tools/cite_protocol.py at merge, "
-    "then deletes this marker",
-)
 def test_no_old_citations_left() -> None:
     assert _findings() == []

@@ -131,7 +131,7 @@ def test_redis_scheduler_paces_each_bucket_across_instances(redis_server: RedisS
 def test_redis_scheduler_waits_for_the_answer_unless_the_holder_dies(
     redis_server: RedisServer,
 ) -> None:
-    """spec 60: an unanswered identify holds its bucket; a holder that never
+    """protocol 60: an unanswered identify holds its bucket; a holder that never
     releases (crashed) frees it after answer_timeout."""
 
     async def main() -> None:
@@ -477,7 +477,7 @@ def test_writes_are_fenced_by_the_shard_owner(redis_server: RedisServer) -> None
 
 def test_two_managers_share_the_redis_identify_queue(redis_server: RedisServer) -> None:
     """Two ShardManagers (as two processes would) with disjoint shard ids and one
-    Redis queue: the gateway, enforcing spec 21, sees no two IDENTIFYs of a bucket
+    Redis queue: the gateway, enforcing protocol 21, sees no two IDENTIFYs of a bucket
     within 5 s and answers none with op 9."""
 
     async def main() -> None:

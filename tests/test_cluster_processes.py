@@ -188,7 +188,7 @@ def test_two_processes_pace_identifies_take_over_after_kill_and_survive_a_redis_
                 nodes.start("b")
                 await _until(lambda: len(gateway.store.sessions) == shards, 60, "16 sessions")
                 traffic.start()
-                # -- pacing, seen by the gateway (spec 21) -----------------------------
+                # -- pacing, seen by the gateway (protocol 21) -----------------------------
                 identifies = _received(gateway, 2)
                 assert sorted(d["shard"][0] for _, d, _ in identifies) == list(range(shards))
                 by_bucket: dict[int, list[float]] = defaultdict(list)

@@ -54,7 +54,7 @@ def test_huge_text_frame_costs_about_the_cap(closing_first: bool) -> None:
 
 def test_huge_zlib_stream_message_costs_about_the_cap() -> None:
     link = ready_link(max_payload_size=CAP, compress="zlib-stream")
-    deflate = link.peer._deflate  # the connection's one deflate context (spec 33)
+    deflate = link.peer._deflate  # the connection's one deflate context (protocol 33)
     body = deflate.compress(b"y" * SIZE) + deflate.flush(zlib.Z_SYNC_FLUSH)
     frame = link.peer.send(body)
     peak, errors = feed_in_reads(link, frame)

@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CONSTRUCTED = FIXTURES / "constructed"
 MAX = 16 * 2**20
 
-# -- zstd-stream (spec 35) -----------------------------------------------------------
+# -- zstd-stream (protocol 35) -----------------------------------------------------------
 
 
 def zstd_codec(max_size: int = MAX, encoding: str = "json") -> Codec:
@@ -47,7 +47,7 @@ def test_real_zstd_capture_decodes() -> None:
 
 
 def test_real_zstd_capture_is_not_a_finished_frame() -> None:
-    # spec 35: a one-shot decoder fails on it; only a streaming context works.
+    # protocol 35: a one-shot decoder fails on it; only a streaming context works.
     with pytest.raises(zstandard.ZstdError):
         zstandard.ZstdDecompressor().decompress(HELLO_ZSTD)
 
@@ -189,7 +189,7 @@ def test_zstd_stream_carries_etf_too() -> None:
     assert zstd_codec(encoding="etf").binary(frame, True)["d"]["id"] == 41771983444115456
 
 
-# -- ETF (spec 37, 39) ----------------------------------------------------------------------
+# -- ETF (protocol 37, 39) ----------------------------------------------------------------------
 
 
 def etf_codec(*, snowflakes_as_str: bool = False) -> Codec:
@@ -235,7 +235,7 @@ def _binary_keys_only(data: bytes) -> None:
     def walk(term: Any) -> None:
         if isinstance(term, dict):
             for key, value in term.items():
-                assert type(key) is bytes, f"non-binary key {key!r}"  # spec 39: no atoms
+                assert type(key) is bytes, f"non-binary key {key!r}"  # protocol 39: no atoms
                 walk(value)
         elif isinstance(term, (list, tuple)):
             for item in term:
@@ -312,12 +312,12 @@ def test_etf_decodes_every_term_shape() -> None:
         assert term(tag + b"\x03nil") is None
         assert term(tag + b"\x04true") is True
         assert term(tag + b"\x05false") is False
-    assert term(b"j") == []  # NIL_EXT is the empty list (spec 39)
+    assert term(b"j") == []  # NIL_EXT is the empty list (protocol 39)
     assert term(b"k\x00\x03abc") == [97, 98, 99]  # STRING_EXT: a charlist
     assert term(b"h\x02a\x01a\x02") == [1, 2]  # tuples become lists
     assert term(b"i\x00\x00\x00\x01a\x01") == [1]
     assert term(b"b\xff\xff\xff\xff") == -1
-    assert term(b"n\x08\x00" + b"\xff" * 8) == 2**64 - 1  # unsigned 64-bit (spec 37)
+    assert term(b"n\x08\x00" + b"\xff" * 8) == 2**64 - 1  # unsigned 64-bit (protocol 37)
     assert term(b"n\x01\x01\x05") == -5
     assert term(b"o\x00\x00\x00\x01\x00\x07") == 7  # LARGE_BIG_EXT
     assert term(b"F" + struct.pack(">d", 1.5)) == 1.5

@@ -1,7 +1,7 @@
 """zstd-stream with frames that end: one frame per message, frames ending inside
 a message, messages made of several frames - on both back ends.
 
-Discord never ends its zstd frame (spec 35); other Discord-compatible servers
+Discord never ends its zstd frame (protocol 35); other Discord-compatible servers
 end one after every message. Both are valid zstd: a stream is any number of
 concatenated frames. The stdlib back end (``compression.zstd``, Python 3.14+)
 is exercised here through ``backports.zstd``, the same module for older
@@ -85,7 +85,7 @@ def test_the_back_end_is_the_one_asked_for(backend: str) -> None:
 
 
 def test_real_capture_still_decodes_one_unended_frame(backend: str) -> None:
-    # Discord's style (spec 35): the frame never ends, one context throughout.
+    # Discord's style (protocol 35): the frame never ends, one context throughout.
     assert codec().binary(HELLO_ZSTD, True) == HELLO_EXPECTED
     c = codec()
     for i in range(len(HELLO_ZSTD) - 1):

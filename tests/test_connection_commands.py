@@ -72,7 +72,7 @@ def test_identify_sends_the_initial_presence() -> None:
 
 
 def test_a_command_of_exactly_the_size_limit_is_sent() -> None:
-    # spec 42: Discord closes with 4002 only *over* 4096 bytes.
+    # protocol 42: Discord closes with 4002 only *over* 4096 bytes.
     link = ready_link()
     largest = b""
     for n in range(MAX_SEND_SIZE - 64, MAX_SEND_SIZE):

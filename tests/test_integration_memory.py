@@ -201,7 +201,7 @@ def new_store(**config: object) -> SessionStore:
         "url": "ws://gateway.local/",
         "resume_gateway_url": "ws://resume.gateway.local/",
         "guild_ids": (),
-        # op 9 tests re-identify 1-5 s later, sooner than spec 21's 5 s bucket
+        # op 9 tests re-identify 1-5 s later, sooner than protocol 21's 5 s bucket
         # allows; the identify concurrency limit is opted out of here.
         "enforce_identify_concurrency": False,
     }
@@ -244,7 +244,7 @@ def test_identify_ready_dispatch_reconnect_resume_replay(client_kwargs: dict[str
     bot.advance(bot.now + 1)
 
     assert len(bot.servers) == 2
-    assert bot.targets[1].startswith("ws://resume.gateway.local/")  # spec 26
+    assert bot.targets[1].startswith("ws://resume.gateway.local/")  # protocol 26
     assert bot.servers[1].received[0].op == 6  # RESUME, not IDENTIFY
     assert isinstance(bot.events[-1], Resumed)
     bot.push(1, start=5)
@@ -279,10 +279,10 @@ def test_heartbeats_flow_in_virtual_time() -> None:
 @pytest.mark.parametrize(
     ("fault", "close_code"),
     [
-        (Close(1001, "Discord WebSocket requesting client reconnect."), 1001),  # spec 52
-        (Close(1000), 1000),  # spec 32: a server 1000 is not the client's
+        (Close(1001, "Discord WebSocket requesting client reconnect."), 1001),  # protocol 52
+        (Close(1000), 1000),  # protocol 32: a server 1000 is not the client's
         (Close(4000), 4000),
-        (ResetConnection(), 1006),  # spec 53
+        (ResetConnection(), 1006),  # protocol 53
         (SendInvalidSession(resumable=True), 4000),
         (SendMalformed(), 4000),
         (CorruptCompressed(), 4000),
@@ -309,10 +309,10 @@ def test_op9_false_starts_a_new_session() -> None:
     bot.push(2)
     bot.servers[0].inject(SendInvalidSession(resumable=False))
     bot.pump()
-    bot.advance(bot.now + 10)  # 1-5 s wait (spec 28)
+    bot.advance(bot.now + 10)  # 1-5 s wait (protocol 28)
     assert bot.servers[-1].received[0].op == 2  # IDENTIFY
     assert sum(isinstance(e, Ready) for e in bot.events) == 2
-    assert bot.targets[-1].startswith("ws://gateway.local/")  # spec 27: the cached URL
+    assert bot.targets[-1].startswith("ws://gateway.local/")  # protocol 27: the cached URL
     assert_exactly_once(bot)
 
 
@@ -335,7 +335,7 @@ def test_dropped_acks_make_the_client_close_a_zombie_and_resume() -> None:
     bot = Bot(store, faults=lambda n: faults[n - 1] if n <= len(faults) else None)
     bot.push(1)
     bot.advance(3 * INTERVAL)
-    assert bot.closes[0] == 4000  # spec 13: not 1000/1001, so the session survives
+    assert bot.closes[0] == 4000  # protocol 13: not 1000/1001, so the session survives
     assert bot.servers[0].close_code == 4000
     assert isinstance(bot.dispatches()[-1], Resumed)
     assert_exactly_once(bot)
@@ -367,7 +367,7 @@ def test_heartbeat_request_is_answered_at_once() -> None:
     before = bot.servers[0].heartbeats
     bot.servers[0].inject(SendHeartbeatRequest())
     bot.pump()
-    assert bot.servers[0].heartbeats == before + 1  # spec 12
+    assert bot.servers[0].heartbeats == before + 1  # protocol 12
 
 
 def test_reconnect_instead_of_hello() -> None:
@@ -385,7 +385,7 @@ def test_close_4009_ends_the_session_and_the_bot_identifies() -> None:
     bot = Bot(store, faults=lambda n: first if n == 1 else None)
     bot.advance(4 * INTERVAL)
     assert bot.closes[0] == 4009
-    assert sum(isinstance(e, Ready) for e in bot.events) == 2  # spec H: identify
+    assert sum(isinstance(e, Ready) for e in bot.events) == 2  # protocol H: identify
 
 
 @pytest.mark.parametrize("code", [4004, 4010, 4011, 4012, 4013, 4014])
@@ -395,7 +395,7 @@ def test_fatal_closes_stop_the_client(code: int) -> None:
     bot = Bot(store, faults=lambda n: faults)
     bot.advance(100)
     assert bot.closes == [code]
-    assert len(bot.servers) == 1 and not bot.client.should_reconnect()  # spec 31
+    assert len(bot.servers) == 1 and not bot.client.should_reconnect()  # protocol 31
 
 
 # -- property: whatever resumable trouble happens, every dispatch arrives exactly once ----------
@@ -464,5 +464,5 @@ def test_the_clients_send_limit_keeps_the_server_from_closing_4008() -> None:
     bot.pump()
     bot.advance(200.0)
     server = bot.servers[0]
-    assert server.close_code is None and bot.closes == []  # spec 41: never 4008
+    assert server.close_code is None and bot.closes == []  # protocol 41: never 4008
     assert sum(r.op == 3 for r in server.received) == 300  # all of them, eventually

@@ -72,14 +72,14 @@ def test_identify_ready_dispatch(split: int | None) -> None:
 def test_resume_uses_resume_gateway_url_and_replays(split: int | None) -> None:
     link = ready_link(split)
     link.dispatch(2)
-    link.server({"op": 7, "d": None})  # spec 25
+    link.server({"op": 7, "d": None})  # protocol 25
     assert link.conn.state is State.CLOSING
     closed = finish_close(link)
     assert closed.data is None  # we started it: nothing more to send
     assert link.conn.state is State.RECONNECTING
     assert link.conn.should_resume
     assert link.conn.reconnect() == 0  # the first attempt is immediate
-    # spec 4, 26: resume on resume_gateway_url with the same query.
+    # protocol 4, 26: resume on resume_gateway_url with the same query.
     assert link.conn.destination == ("gateway-us-east1-c.discord.gg", 443)
     assert link.conn.url == "wss://gateway-us-east1-c.discord.gg/?v=10&encoding=json"
     second = Link(link.conn, split=split)
@@ -100,7 +100,7 @@ def test_resume_uses_resume_gateway_url_and_replays(split: int | None) -> None:
     assert isinstance(events[-1], Resumed)
     assert link.conn.state is State.READY
     assert link.conn.sequence == 4
-    # spec 24: RESUMED carries no URL; the resume URL is kept for the next resume.
+    # protocol 24: RESUMED carries no URL; the resume URL is kept for the next resume.
     assert link.conn.resume_gateway_url == "wss://gateway-us-east1-c.discord.gg"
 
 
@@ -117,7 +117,7 @@ def test_resume_url_is_dropped_when_the_resume_connect_fails() -> None:
 
 
 def test_a_bricked_session_falls_back_to_identify() -> None:
-    # spec 54: every RESUME fails; after MAX_RESUME_ATTEMPTS we identify.
+    # protocol 54: every RESUME fails; after MAX_RESUME_ATTEMPTS we identify.
     link = ready_link()
     conn = link.conn
     with pytest.raises(CloseDiscordConnection):
@@ -136,7 +136,7 @@ def test_a_bricked_session_falls_back_to_identify() -> None:
 
 
 def test_a_session_from_the_constructor_gets_three_resumes_too() -> None:
-    # spec 54, for a session restored from storage rather than from READY.
+    # protocol 54, for a session restored from storage rather than from READY.
     conn = DiscordConnection("wss://g", session_id="s", sequence=5)
     for _ in range(MAX_RESUME_ATTEMPTS):
         assert conn.should_resume
@@ -150,7 +150,7 @@ def test_a_session_from_the_constructor_gets_three_resumes_too() -> None:
 
 
 def test_resumed_starts_the_count_of_failed_resumes_again() -> None:
-    # spec 54: it is resumes failing *in a row* that brick a session.
+    # protocol 54: it is resumes failing *in a row* that brick a session.
     link = ready_link()
     conn = link.conn
 
@@ -197,7 +197,7 @@ def test_resume_url_is_dropped_when_the_session_dies() -> None:
     assert not link.conn.should_resume
     assert link.conn.resume_gateway_url is None
     delay = link.conn.reconnect()
-    assert 1.0 <= delay <= 5.0  # spec 28: wait 1-5 s before identifying again
+    assert 1.0 <= delay <= 5.0  # protocol 28: wait 1-5 s before identifying again
     assert link.conn.destination == ("gateway.discord.gg", 443)
     second = Link(link.conn)
     second.hello()
@@ -219,7 +219,7 @@ def test_invalid_session_resumable_keeps_the_session() -> None:
 
 
 def test_reconnect_instead_of_hello() -> None:
-    # spec 16: op 7 may come before/in place of HELLO.
+    # protocol 16: op 7 may come before/in place of HELLO.
     link = Link()
     link.server({"op": 7, "d": None})
     assert link.conn.state is State.CLOSING
@@ -244,16 +244,16 @@ def test_server_close_codes(code: int) -> None:
     assert closed.reason == "bye"
     assert closed.data  # our reply to the server's close frame
     assert link.peer.received[-1] == ("close", code)
-    if code in FATAL:  # spec 31: never reconnect
+    if code in FATAL:  # protocol 31: never reconnect
         assert link.conn.state is State.CLOSED
         assert not link.conn.should_reconnect()
         with pytest.raises(LocalProtocolError, match=f"fatal code {code}"):
             link.conn.reconnect()
         assert link.conn.state is State.CLOSED
-    elif code in NEW_SESSION:  # spec H: reconnect and identify
+    elif code in NEW_SESSION:  # protocol H: reconnect and identify
         assert link.conn.state is State.RECONNECTING
         assert not link.conn.should_resume
-    else:  # spec 31, 32: unknown codes and the server's 1000/1001 resume
+    else:  # protocol 31, 32: unknown codes and the server's 1000/1001 resume
         assert link.conn.state is State.RECONNECTING
         assert link.conn.should_resume
         assert link.conn.sequence == 2
@@ -264,7 +264,7 @@ def test_server_close_codes(code: int) -> None:
     [(1000, False), (1001, False), (4000, True), (3001, True), (4004, True), (4009, True)],
 )
 def test_our_close_code_decides_the_session(code: int, resumable: bool) -> None:
-    # spec 30: closing ourselves with 1000/1001 ends the session; the gateway
+    # protocol 30: closing ourselves with 1000/1001 ends the session; the gateway
     # echoing our 4004 or 4009 is not its verdict on the session.
     link = ready_link()
     frame = link.conn.close(code)
@@ -289,7 +289,7 @@ def test_a_fatal_close_crossing_ours_still_wins() -> None:
 
 @pytest.mark.parametrize(("theirs", "resumable"), [(1000, True), (4008, True), (4009, False)])
 def test_a_gateway_close_crossing_ours(theirs: int, resumable: bool) -> None:
-    # spec 30: our 4000 keeps the session, unless the gateway's own close frame,
+    # protocol 30: our 4000 keeps the session, unless the gateway's own close frame,
     # crossing ours, ends it (4009: session timed out, table H).
     link = ready_link()
     link.conn.close(4000)  # not yet delivered to the peer
@@ -309,7 +309,7 @@ def test_close_sends_our_code_and_reason() -> None:
     link.peer.ws.receive_data(link.conn.close())
     (frame,) = list(link.peer.ws.events())
     assert isinstance(frame, CloseConnection)
-    assert (frame.code, frame.reason) == (1000, "")  # spec 30: the default ends the session
+    assert (frame.code, frame.reason) == (1000, "")  # protocol 30: the default ends the session
 
 
 def test_events_before_a_close_survive_reconnect() -> None:
@@ -389,7 +389,7 @@ def test_backoff_doubles_from_one_second_up_to_the_cap() -> None:
 
 
 def test_resumed_is_delivered_and_resets_the_backoff() -> None:
-    # spec 24; like READY, RESUMED ends the backoff.
+    # protocol 24; like READY, RESUMED ends the backoff.
     link = ready_link()
     conn = link.conn
     link.server({"op": 7})
@@ -451,7 +451,7 @@ def test_unknown_opcode_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_frames_with_missing_keys_and_traces_are_accepted() -> None:
-    # spec 7: {"t":null,"op":11} and _trace fields.
+    # protocol 7: {"t":null,"op":11} and _trace fields.
     link = ready_link(dispatch_handled=True)
     link.events()
     link.server('{"t":null,"op":11}')
@@ -463,7 +463,7 @@ def test_an_out_of_order_dispatch_outside_a_replay_is_delivered_and_counted(
 ) -> None:
     # Issue 12 changed this: only a resume's replay is deduplicated. Elsewhere a
     # repeated or lower s is delivered, counted and logged, and the sequence
-    # follows the latest s received (spec 6), so it can never wedge the session.
+    # follows the latest s received (protocol 6), so it can never wedge the session.
     link = ready_link()
     link.events()
     link.dispatch(2)
@@ -497,7 +497,7 @@ def test_an_unsolicited_pong_is_ignored() -> None:
 
 
 def test_every_reply_of_one_read_is_written_before_the_close() -> None:
-    # spec 52: op 7 and the gateway's close frame in one read, after an op 1.
+    # protocol 52: op 7 and the gateway's close frame in one read, after an op 1.
     link = ready_link()
     data = (
         link.peer.send({"op": 1, "d": None})
@@ -508,7 +508,7 @@ def test_every_reply_of_one_read_is_written_before_the_close() -> None:
         link.conn.receive(data)
     assert info.value.data is not None
     (text, heartbeat), (close, reason) = client_frames(info.value.data)  # and nothing else
-    assert (text, json.loads(heartbeat)) == (0x1, {"op": 1, "d": 1})  # spec 11: the last s
+    assert (text, json.loads(heartbeat)) == (0x1, {"op": 1, "d": 1})  # protocol 11: the last s
     assert (close, int.from_bytes(reason[:2], "big")) == (0x8, 4000)
     assert link.conn.should_resume
 
@@ -596,7 +596,7 @@ def test_connect_twice_and_receive_before_connect() -> None:
     [(1000, False), (1001, False), (4000, True), (3000, True), (4004, True), (4009, True)],
 )
 def test_close_before_the_websocket_is_open(code: int, resumable: bool) -> None:
-    # spec 30: our own code decides, as when the gateway echoes it. 4004 or 4009
+    # protocol 30: our own code decides, as when the gateway echoes it. 4004 or 4009
     # from *us* is not the gateway's verdict: it was fatal here (CLOSED for good).
     conn = DiscordConnection("wss://g", session_id="s", sequence=1)
     conn.connect()

@@ -230,7 +230,7 @@ def test_three_resume_timeouts_fall_back_to_identify() -> None:
         link.client(conn.resume("t0ken", now=0.0))
         link.client(b"".join(conn.handle_timer(60.0)))
     assert conn.state is State.RECONNECTING
-    assert not conn.should_resume  # spec 54: the session is given up
+    assert not conn.should_resume  # protocol 54: the session is given up
 
 
 def test_timeouts_are_configurable_and_ready_clears_the_deadline() -> None:
@@ -330,7 +330,7 @@ def test_the_users_close_ends_the_connection(code: int, ending: str) -> None:
     assert link.conn.state is State.CLOSED
     assert not link.conn.should_reconnect()
     assert link.conn.fatal_close_code is None and link.conn.fatal_close_reason is None
-    assert not link.conn.should_resume  # spec 30
+    assert not link.conn.should_resume  # protocol 30
     # reconnect() may still start afresh, with IDENTIFY on the original URL.
     assert link.conn.reconnect() == 0
     assert link.conn.state is State.CONNECTING

@@ -1,4 +1,4 @@
-"""Send rate limit (spec 41): 120 per 60 s per connection, heartbeats never starved."""
+"""Send rate limit (protocol 41): 120 per 60 s per connection, heartbeats never starved."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def test_identify_gets_ready_as_seq_1_then_guild_creates() -> None:
     assert ready["session_id"] in s.sessions
     assert ready["resume_gateway_url"] == s.config.url
     assert ready["v"] == 10
-    assert "shard" not in ready  # spec 22: only when sent in IDENTIFY
+    assert "shard" not in ready  # protocol 22: only when sent in IDENTIFY
     assert ready["guilds"] == [{"id": "1", "unavailable": True}, {"id": "2", "unavailable": True}]
     assert client.server.state is ConnectionState.CONNECTED
 
@@ -70,7 +70,7 @@ def test_ready_echoes_shard_and_holds_only_that_shards_guilds() -> None:
 
 def test_heartbeats_are_acked_even_before_identify() -> None:
     client = FakeClient(store())
-    client.op(HEARTBEAT, None)  # spec 18: heartbeating may start before identify
+    client.op(HEARTBEAT, None)  # protocol 18: heartbeating may start before identify
     assert client.ops() == [HELLO, ACK]
     assert client.close_code is None
 
@@ -99,19 +99,19 @@ def test_delayed_acks_leave_in_order_when_the_delay_shrinks() -> None:
 @pytest.mark.parametrize(
     ("payload", "code"),
     [
-        ({"op": 3, "d": {"status": "online"}}, 4003),  # spec 18: payload before identify
+        ({"op": 3, "d": {"status": "online"}}, 4003),  # protocol 18: payload before identify
         ({"op": 99, "d": None}, 4001),  # unknown opcode
-        ({"op": 11, "d": None}, 4001),  # a server-only opcode (spec 12)
+        ({"op": 11, "d": None}, 4001),  # a server-only opcode (protocol 12)
         ({"op": 2, "d": "x"}, 4002),
-        ({"op": 2, "d": {**IDENTIFY, "token": "nope"}}, 4004),  # spec H
-        ({"op": 2, "d": {**IDENTIFY, "intents": 1 << 30}}, 4013),  # spec 19
+        ({"op": 2, "d": {**IDENTIFY, "token": "nope"}}, 4004),  # protocol H
+        ({"op": 2, "d": {**IDENTIFY, "intents": 1 << 30}}, 4013),  # protocol 19
         ({"op": 2, "d": {**IDENTIFY, "intents": -1}}, 4013),
         ({"op": 2, "d": {k: v for k, v in IDENTIFY.items() if k != "intents"}}, 4013),
-        ({"op": 2, "d": {**IDENTIFY, "shard": [2, 2]}}, 4010),  # spec 45
+        ({"op": 2, "d": {**IDENTIFY, "shard": [2, 2]}}, 4010),  # protocol 45
         ({"op": 2, "d": {**IDENTIFY, "shard": [-1, 2]}}, 4010),
         ({"op": 2, "d": {**IDENTIFY, "shard": [0]}}, 4010),
         ({"op": 2, "d": {**IDENTIFY, "shard": "0,1"}}, 4010),
-        ({"op": 2, "d": {**IDENTIFY, "large_threshold": 251}}, 4002),  # spec 17
+        ({"op": 2, "d": {**IDENTIFY, "large_threshold": 251}}, 4002),  # protocol 17
         ({"op": 2, "d": {**IDENTIFY, "large_threshold": 49}}, 4002),
         ({"op": 2, "d": {**IDENTIFY, "properties": {"os": "linux"}}}, 4002),
         ({"op": 6, "d": {"token": "nope", "session_id": "x", "seq": 1}}, 4004),
@@ -133,7 +133,7 @@ def test_identify_accepts_maximal_valid_fields() -> None:
 
 def test_disallowed_privileged_intents_close_4014() -> None:
     client = FakeClient(store(allowed_intents=0))
-    client.identify(intents=1 << 15)  # MESSAGE_CONTENT (spec 19)
+    client.identify(intents=1 << 15)  # MESSAGE_CONTENT (protocol 19)
     assert client.close_code == 4014
 
 
@@ -164,7 +164,7 @@ def test_resume_after_identify_closes_4005() -> None:
 @pytest.mark.parametrize("query", ["v=8&encoding=json", "v=11", "v=abc"])
 def test_unsupported_version_closes_4012(query: str) -> None:
     client = FakeClient(store(), query=query)
-    assert client.accepted and client.close_code == 4012  # spec 3
+    assert client.accepted and client.close_code == 4012  # protocol 3
     assert HELLO not in client.ops()
 
 
@@ -194,7 +194,7 @@ def test_payload_over_4096_bytes_closes_4002_and_4096_is_fine() -> None:
     client = FakeClient(store())
     base = len('{"op":1,"d":null,"x":""}')
     client.send_raw('{"op":1,"d":null,"x":"' + "é" * ((4096 - base) // 2) + '"}')
-    assert client.close_code is None  # 4096 encoded bytes exactly: allowed (spec 42)
+    assert client.close_code is None  # 4096 encoded bytes exactly: allowed (protocol 42)
     client = FakeClient(store())
     client.send_raw('{"op":1,"d":null,"x":"' + "é" * ((4096 - base) // 2 + 1) + '"}')
     assert client.close_code == 4002  # counted in bytes, not characters
@@ -205,7 +205,7 @@ def test_etf_atom_keys_close_4002() -> None:
 
     client = FakeClient(store(), query="v=10&encoding=etf", encoding="etf")
     client.send_raw(erlpack.pack({erlpack.Atom("op"): 1, erlpack.Atom("d"): None}))
-    assert client.close_code == 4002  # spec 39
+    assert client.close_code == 4002  # protocol 39
 
 
 def test_etf_with_string_keys_is_understood_and_answered_with_atom_keys() -> None:
@@ -225,7 +225,7 @@ def test_121st_command_in_60_seconds_closes_4008() -> None:
         client.op(HEARTBEAT, None, now=i * 0.4)
     assert client.close_code is None
     client.op(HEARTBEAT, None, now=59.0)
-    assert client.close_code == 4008  # spec 41
+    assert client.close_code == 4008  # protocol 41
 
 
 def test_rate_limit_window_slides() -> None:
@@ -248,7 +248,7 @@ def test_no_heartbeat_within_interval_plus_grace_closes_the_session() -> None:
     assert client.close_code is None
     client.timer(17.0)
     assert client.close_code == 4009
-    assert s.sessions == {}  # 4009 means "start a new session" (spec H)
+    assert s.sessions == {}  # 4009 means "start a new session" (protocol H)
 
 
 # -- sessions, resume, replay ----------------------------------------------------------------
@@ -261,7 +261,7 @@ def test_resume_replays_every_dispatch_after_seq_in_order_then_resumed() -> None
     s.dispatch("MESSAGE_CREATE", {"n": 1})  # seq 2, delivered
     first.pump()
     assert first.dispatches()[-1] == (2, "MESSAGE_CREATE")
-    first.close(4000)  # keeps the session (spec 30)
+    first.close(4000)  # keeps the session (protocol 30)
     s.dispatch("MESSAGE_CREATE", {"n": 2})  # seq 3, missed
     s.dispatch("MESSAGE_CREATE", {"n": 3})  # seq 4, missed
     second = FakeClient(s, now=1.0)
@@ -282,7 +282,7 @@ def test_resume_with_an_impossible_seq_gets_op9_false(seq: int) -> None:
     second.resume(first.ready()["session_id"], seq)
     assert second.payloads[-1] == {"op": INVALID_SESSION, "d": False, "s": None, "t": None}
     assert second.close_code is None
-    second.identify()  # allowed on the same connection after op 9 (spec 56)
+    second.identify()  # allowed on the same connection after op 9 (protocol 56)
     assert second.dispatches()[-1] == (1, "READY")
 
 
@@ -359,7 +359,7 @@ def test_dispatches_are_routed_by_shard() -> None:
     shard0 = identified(s, shard=[0, 2])
     shard1 = identified(s, shard=[1, 2])
     s.dispatch("MESSAGE_CREATE", {"guild_id": str(1 << 22)})  # shard 1
-    s.dispatch("DM", {"channel_id": "1"})  # no guild_id: shard 0 only (spec 44)
+    s.dispatch("DM", {"channel_id": "1"})  # no guild_id: shard 0 only (protocol 44)
     for client in (shard0, shard1):
         client.pump()
     assert shard0.dispatches()[1:] == [(2, "DM")]
@@ -407,7 +407,7 @@ def test_zlib_stream_uses_one_context_and_may_split_messages(split: int) -> None
     assert client.dispatches()[:1] == [(1, "READY")]
     if split == 1:
         assert client.binary_messages == len(client.payloads)
-    else:  # spec 34, 58: a message may need several WebSocket messages
+    else:  # protocol 34, 58: a message may need several WebSocket messages
         assert client.binary_messages > len(client.payloads)
 
 
@@ -424,7 +424,7 @@ def test_payload_compression_sends_large_payloads_as_zlib_binary() -> None:
     client = FakeClient(store(guild_ids=()))
     client.identify(compress=True)
     assert client.dispatches() == [(1, "READY")]
-    assert client.binary_messages == 1  # READY, large enough to be compressed (spec 36)
+    assert client.binary_messages == 1  # READY, large enough to be compressed (protocol 36)
     client.op(HEARTBEAT, 1)
     assert client.binary_messages == 1  # a small ACK stays text
 
@@ -755,7 +755,7 @@ def test_zstd_frame_per_message_makes_each_message_a_whole_frame() -> None:
         if whole_frames:  # a fresh one-shot decoder reads each message alone
             assert starts == [True] * 3
             ops = [json.loads(zstandard.ZstdDecompressor().decompress(m))["op"] for m in messages]
-        else:  # spec 35: one frame for the connection, flushed per message
+        else:  # protocol 35: one frame for the connection, flushed per message
             assert starts == [True, False, False]
             stream = zstandard.ZstdDecompressor().decompressobj()
             ops = [json.loads(stream.decompress(m))["op"] for m in messages]

@@ -364,7 +364,7 @@ def test_identify_concurrency_is_enforced_by_default() -> None:
     identified(s, now=0.0)
     second = identified(s, now=1.0)
     assert second.payloads[-1] == {"op": INVALID_SESSION, "d": False, "s": None, "t": None}
-    third = identified(s, now=6.0)  # spec 21: 5 s later the bucket is free again
+    third = identified(s, now=6.0)  # protocol 21: 5 s later the bucket is free again
     assert third.dispatches() == [(1, "READY")]
 
 

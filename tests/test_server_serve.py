@@ -90,7 +90,7 @@ def test_get_gateway_and_gateway_bot_on_the_same_port() -> None:
         async with serve(config(recommended_shards=2)) as gateway:
             assert await http_get(gateway, "/api/v10/gateway") == (200, {"url": gateway.url})
             status, _ = await http_get(gateway, "/api/v10/gateway/bot")
-            assert status == 401  # spec 46: needs a bot token
+            assert status == 401  # protocol 46: needs a bot token
             status, body = await http_get(
                 gateway, "/api/v10/gateway/bot", f"Authorization: Bot {gateway.token}\r\n"
             )
@@ -123,7 +123,7 @@ def test_a_bot_identifies_gets_pushed_dispatches_and_sees_a_reset() -> None:
             )
             gateway.inject(ResetConnection())
             await client.until(lambda: False)
-            assert client.closed is not None and client.closed.code == 1006  # spec 53
+            assert client.closed is not None and client.closed.code == 1006  # protocol 53
             await gateway.wait_for(lambda: gateway.connections[0].state.value == "closed")
             assert len(gateway.store.sessions) == 1  # the session survives a reset
 

@@ -1,4 +1,4 @@
-"""ShardManager: 16 shards, max_concurrency 4, paced as Discord requires (spec 21)."""
+"""ShardManager: 16 shards, max_concurrency 4, paced as Discord requires (protocol 21)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_sixteen_shards_identify_in_paced_buckets() -> None:
                 times.sort()
                 gaps = [b - a for a, b in itertools.pairwise(times)]
                 assert all(gap >= IDENTIFY_INTERVAL - 0.05 for gap in gaps), gaps
-            # guild events reach the shard that owns the guild (spec 44)
+            # guild events reach the shard that owns the guild (protocol 44)
             guild_creates = [e for e in events if getattr(e.event, "name", None) == "GUILD_CREATE"]
             assert len(guild_creates) == SHARDS
             for e in events:

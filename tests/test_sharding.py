@@ -22,7 +22,7 @@ from discord_gateway.sharding import (
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-# -- shard_for_guild (spec 44) ------------------------------------------------------
+# -- shard_for_guild (protocol 44) ------------------------------------------------------
 
 
 def test_shard_for_guild_formula() -> None:
@@ -60,7 +60,7 @@ def test_shard_for_guild_refuses(guild_id: Any, num_shards: Any, rule: str) -> N
         shard_for_guild(guild_id, num_shards)
 
 
-# -- GET /gateway/bot (spec 46) --------------------------------------------------------
+# -- GET /gateway/bot (protocol 46) --------------------------------------------------------
 
 
 def test_gateway_bot_docs_example() -> None:
@@ -192,7 +192,7 @@ def test_release_never_shortens_the_five_second_window() -> None:
 
 
 def test_an_unanswered_identify_holds_its_bucket_past_five_seconds() -> None:
-    # spec 60: READY for shard 0 has not arrived; shard 1 must wait for it.
+    # protocol 60: READY for shard 0 has not arrived; shard 1 must wait for it.
     scheduler = IdentifyScheduler(max_concurrency=1, answer_timeout=20.0)
     scheduler.request(0, 0.0)
     scheduler.request(1, 0.0)

@@ -56,10 +56,10 @@ def test_first_heartbeat_is_jittered_then_every_interval() -> None:
     link = hello_link(10_000, seed=5)
     expected_jitter = random.Random(5).random()
     first = link.conn.next_deadline()
-    assert first == pytest.approx(100.0 + 10.0 * expected_jitter)  # spec 10
+    assert first == pytest.approx(100.0 + 10.0 * expected_jitter)  # protocol 10
     assert fire(link, first - 0.001) == []  # not yet due
     assert len(fire(link, first)) == 1
-    assert link.peer.received[-1] == {"op": 1, "d": None}  # spec 11: null before any s
+    assert link.peer.received[-1] == {"op": 1, "d": None}  # protocol 11: null before any s
     link.server({"op": 11})
     assert link.conn.next_deadline() == pytest.approx(first + 10.0)
 
@@ -75,7 +75,7 @@ def test_heartbeats_carry_the_last_sequence() -> None:
 
 
 def test_zombie_connection_is_closed_resumably_within_one_interval() -> None:
-    # spec 13: no ACK between two heartbeats -> close with a non-1000/1001 code.
+    # protocol 13: no ACK between two heartbeats -> close with a non-1000/1001 code.
     link = hello_link(10_000)
     link.identify()
     link.ready()
@@ -92,7 +92,7 @@ def test_zombie_connection_is_closed_resumably_within_one_interval() -> None:
 
 
 def test_a_slightly_late_timer_keeps_the_cadence() -> None:
-    # spec 10: every interval after the first beat, not every interval after the
+    # protocol 10: every interval after the first beat, not every interval after the
     # moment the timer happened to fire.
     link = hello_link(10_000)
     first = link.conn.next_deadline()
@@ -130,7 +130,7 @@ def test_a_late_timer_does_not_burst() -> None:
 
 
 def test_ack_state_is_reset_by_every_hello() -> None:
-    # spec 14: a stale "unacked" flag from the last connection loops on 4000.
+    # protocol 14: a stale "unacked" flag from the last connection loops on 4000.
     link = hello_link(10_000)
     fire(link, link.conn.next_deadline() or 0)
     assert not link.conn.acknowledged
@@ -149,7 +149,7 @@ def test_ack_state_is_reset_by_every_hello() -> None:
 def test_heartbeat_request_is_answered_at_once() -> None:
     link = hello_link()
     link.identify()
-    out = link.server({"op": 1, "d": None})  # spec 12
+    out = link.server({"op": 1, "d": None})  # protocol 12
     assert len(out) == 1
     assert link.peer.received[-1] == {"op": 1, "d": None}
     # it does not count as an unacknowledged heartbeat
@@ -157,7 +157,7 @@ def test_heartbeat_request_is_answered_at_once() -> None:
 
 
 def test_the_answer_to_a_heartbeat_request_is_timed_too() -> None:
-    # An ACK is an ACK (spec 13): the one answering our reply to op 1 gives a
+    # An ACK is an ACK (protocol 13): the one answering our reply to op 1 gives a
     # round trip; a second ACK has nothing left to time and changes nothing.
     link = hello_link(dispatch_handled=True)
     link.identify()
@@ -205,7 +205,7 @@ def test_close_handshake_times_out_on_a_dead_peer(code: int, resumable: bool) ->
     assert info.value.code == 1006
     # Our 1000 ends the connection (closed) even when the gateway never answers it.
     assert link.conn.state is (State.RECONNECTING if resumable else State.CLOSED)
-    # spec 30: our code still decides when the gateway never answers it.
+    # protocol 30: our code still decides when the gateway never answers it.
     assert link.conn.should_resume is resumable
 
 

@@ -80,7 +80,7 @@ def test_the_host_header_leaves_credentials_out() -> None:
 
 
 def test_versions_before_9_are_served_but_deprecated(caplog: pytest.LogCaptureFixture) -> None:
-    # spec 3: 10 and 9 are available, 6-8 deprecated.
+    # protocol 3: 10 and 9 are available, 6-8 deprecated.
     with caplog.at_level(logging.WARNING, logger="discord_gateway"):
         DiscordConnection("wss://gateway.discord.gg", version=10)
         DiscordConnection("wss://gateway.discord.gg", version=9)

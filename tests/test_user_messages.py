@@ -1,4 +1,4 @@
-"""Messages shown to users cite no internal numbers ("spec 18", "spec 31").
+"""Messages shown to users cite no internal numbers ("protocol 18", "protocol 31").
 
 Comments and docstrings cite the protocol rules they implement by number; the
 words a user reads - exception messages, log lines, the reasons a shard gives
@@ -16,7 +16,7 @@ from pathlib import Path
 import discord_gateway
 
 PACKAGE = Path(discord_gateway.__file__).parent
-# "spec 18" and, once the citations are renamed after docs/protocol.md, "protocol 18".
+# "protocol 18" and, once the citations are renamed after docs/protocol.md, "protocol 18".
 _CITATION = re.compile(r"\b(spec|protocol|rule)s? \d|\(spec\b|checklist", re.IGNORECASE)
 _LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 

@@ -1,9 +1,9 @@
 """``ShardManager``: every shard of one bot in one asyncio event loop.
 
 It asks ``GET /gateway/bot`` for the URL, the recommended shard count and the
-session start limit (spec 46), starts one asyncio :class:`Shard` per shard id,
+session start limit (protocol 46), starts one asyncio :class:`Shard` per shard id,
 and paces every IDENTIFY - at start-up and after a lost session - through the
-pure :class:`IdentifyScheduler` (spec 20, 21, 60). Events come out tagged with
+pure :class:`IdentifyScheduler` (protocol 20, 21, 60). Events come out tagged with
 their shard id.
 """
 
@@ -268,14 +268,14 @@ class ShardManager(StoppedWithError):
         try:
             async for event in shard:
                 if isinstance(event, (Ready, InvalidSession)):
-                    # spec 60: the identify was answered; free the bucket slot.
+                    # protocol 60: the identify was answered; free the bucket slot.
                     self.scheduler.released(shard_id, loop.time())
                     self._wake.set()
                 # -- cluster hooks (issue 14) --
                 if self._queue is not None and isinstance(
                     event, (Ready, InvalidSession, Disconnected)
                 ):
-                    await self._queue.release(shard_id)  # spec 60
+                    await self._queue.release(shard_id)  # protocol 60
                 if self._hooks is not None:
                     await self._hooks.on_event(shard_id, event)
                 await self._room.acquire()

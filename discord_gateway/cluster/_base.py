@@ -6,8 +6,8 @@ Theory of operation
 -------------------
 A shard's *session* is READY's ``session_id`` and ``resume_gateway_url`` and
 the ``s`` of the last dispatch. Saved outside the process, it lets a restarted
-process RESUME instead of IDENTIFY (spec 23, 26): no session start spent, no
-GUILD_CREATE storm, and the gateway replays what was missed (spec 24).
+process RESUME instead of IDENTIFY (protocol 23, 26): no session start spent, no
+GUILD_CREATE storm, and the gateway replays what was missed (protocol 24).
 
 The saved sequence is the last dispatch *handed on* (to your code and to the
 event sink), never the core's newest: resuming from it replays exactly what was
@@ -47,7 +47,7 @@ __all__ = (
 LOG = logging.getLogger("discord_gateway.cluster")
 
 #: Saved sessions older than this are not resumed. Discord does not publish the
-#: resume window; sessions are known to survive a few minutes (spec 30).
+#: resume window; sessions are known to survive a few minutes (protocol 30).
 DEFAULT_MAX_SESSION_AGE = 120.0
 #: At most one session write per shard per this many seconds (plus lost/close).
 DEFAULT_SAVE_INTERVAL = 1.0
@@ -55,7 +55,7 @@ DEFAULT_SAVE_INTERVAL = 1.0
 
 @dataclass(frozen=True, slots=True)
 class SavedSession:
-    """What a new process needs to RESUME one shard's session (spec 23)."""
+    """What a new process needs to RESUME one shard's session (protocol 23)."""
 
     session_id: str
     sequence: int
@@ -127,7 +127,7 @@ class IdentifyQueue(Protocol):
 
     ``acquire`` returns when ``shard_id`` may send IDENTIFY (counted as sent);
     ``release`` says the gateway answered it (READY, op 9) or the connection
-    closed (spec 60).
+    closed (protocol 60).
     """
 
     async def acquire(self, shard_id: int) -> None: ...

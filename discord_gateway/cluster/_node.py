@@ -65,7 +65,7 @@ __all__ = ("RESUMABLE_CLOSE_CODE", "ClusterNode")
 
 LOG = logging.getLogger("discord_gateway.cluster")
 #: The close code a node uses when it hands a shard on: any code but 1000/1001
-#: keeps the session resumable (spec 31).
+#: keeps the session resumable (protocol 31).
 RESUMABLE_CLOSE_CODE = 4000
 
 
@@ -125,7 +125,7 @@ class ClusterNode:
         self.max_shards = max_shards
         self.node_id = node_id or f"node-{secrets.token_hex(4)}"
         self.shard_options = shard_options
-        #: A fresh ``GET /gateway/bot`` budget to share with every node at start (spec 20).
+        #: A fresh ``GET /gateway/bot`` budget to share with every node at start (protocol 20).
         self.session_start_limit = session_start_limit
         self.scheduler = RedisIdentifyScheduler(
             self._redis,
@@ -301,7 +301,7 @@ class ClusterNode:
         try:
             async for event in shard:
                 if isinstance(event, (Ready, InvalidSession, Disconnected)):
-                    await self.scheduler.release(shard_id)  # spec 60
+                    await self.scheduler.release(shard_id)  # protocol 60
                 self._record(shard_id, event)
                 await self.hooks.on_event(shard_id, event)
         except Exception as exc:

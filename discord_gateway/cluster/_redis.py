@@ -2,11 +2,11 @@
 
 Keys, all under one ``prefix`` (default ``discord_gateway``)::
 
-    {p}:identify:{bucket}:window   set for 5 s by each IDENTIFY granted (spec 21)
-    {p}:identify:{bucket}:held     the granted shard until it is answered (spec 60)
+    {p}:identify:{bucket}:window   set for 5 s by each IDENTIFY granted (protocol 21)
+    {p}:identify:{bucket}:held     the granted shard until it is answered (protocol 60)
     {p}:identify:{bucket}:queue    waiting shards, first come first served (zset)
     {p}:identify:{bucket}:seen     when each waiter last asked (hash): stale ones go
-    {p}:identify:budget            session starts left and when they reset (spec 20)
+    {p}:identify:budget            session starts left and when they reset (protocol 20)
     {p}:session:{shard}            a shard's saved session (JSON, expires)
     {p}:published:{shard}          session id and last ``s`` in the event stream
     {p}:owner:{shard}              the shard's owner (node id and fencing token, lease)
@@ -57,7 +57,7 @@ __all__ = (
 
 LOG = logging.getLogger("discord_gateway.cluster")
 DEFAULT_PREFIX = "discord_gateway"
-#: What workers may ask a shard to send (spec G: the client's send-only commands).
+#: What workers may ask a shard to send (protocol G: the client's send-only commands).
 COMMAND_OPCODES = frozenset(
     {
         Opcode.PRESENCE_UPDATE,
@@ -163,7 +163,7 @@ return 1
 
 class RedisIdentifyScheduler:
     """:class:`~discord_gateway.sharding.IdentifyScheduler`'s rules, shared by every
-    process of a bot through Redis (spec 20, 21, 60).
+    process of a bot through Redis (protocol 20, 21, 60).
 
     ``await acquire(shard_id)`` returns when the shard may IDENTIFY: its bucket
     (``shard_id % max_concurrency``) had no IDENTIFY for ``interval`` seconds
@@ -223,7 +223,7 @@ class RedisIdentifyScheduler:
         self.granted = 0
 
     def rate_limit_key(self, shard_id: int) -> int:
-        """spec 21: ``shard_id % max_concurrency``."""
+        """protocol 21: ``shard_id % max_concurrency``."""
         return shard_id % self.max_concurrency
 
     def _keys(self, bucket: int) -> list[str]:
@@ -241,7 +241,7 @@ class RedisIdentifyScheduler:
         return f"{self.node_id}:{shard_id}"
 
     async def update_limit(self, limit: SessionStartLimit) -> None:
-        """Share a fresh ``GET /gateway/bot`` budget (spec 20, 46) with every process."""
+        """Share a fresh ``GET /gateway/bot`` budget (protocol 20, 46) with every process."""
         await self._budget(
             keys=[f"{self.prefix}:identify:budget"],
             args=[limit.remaining, limit.total, int(limit.reset_after * 1000)],
@@ -292,7 +292,7 @@ class RedisIdentifyScheduler:
             raise
 
     async def release(self, shard_id: int) -> None:
-        """The identify was answered (READY, op 9) or its connection closed (spec 60)."""
+        """The identify was answered (READY, op 9) or its connection closed (protocol 60)."""
         keys = self._keys(self.rate_limit_key(shard_id))
         try:
             await self._release(keys=[keys[1], keys[5]], args=[self._holder(shard_id)])

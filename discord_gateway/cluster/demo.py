@@ -2,7 +2,7 @@
 workers on a local ``redis-server``, against the local gateway, offline.
 
 It shows, as seen by the gateway: IDENTIFYs paced per bucket across both
-processes (spec 21), a ``kill -9`` of one process and the other RESUMEing its
+processes (protocol 21), a ``kill -9`` of one process and the other RESUMEing its
 shards once their leases expire, and every dispatch in the event stream
 consumed exactly once by a consumer group of two workers.
 """

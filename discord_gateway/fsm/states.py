@@ -36,7 +36,7 @@ resume is session data, not a state: the close-code table in ``opcodes.py``
 decides it.
 
 Sending rules that follow from the states (enforced by the connection):
-heartbeats only in HELLO, IDENTIFYING, RESUMING and READY (spec 18 allows
+heartbeats only in HELLO, IDENTIFYING, RESUMING and READY (protocol 18 allows
 them before IDENTIFY); commands only after IDENTIFY or RESUME was sent;
 nothing at all while CLOSING or after.
 """
@@ -99,49 +99,49 @@ OPEN_STATES = (State.CONNECTING, State.HELLO, State.IDENTIFYING, State.RESUMING,
 #: States in which heartbeats may be sent (after HELLO, before any close).
 HEARTBEAT_STATES = (State.HELLO, State.IDENTIFYING, State.RESUMING, State.READY)
 #: States in which commands (presence, voice, members, ...) may be sent:
-#: any payload before IDENTIFY gets 4003 (spec 18).
+#: any payload before IDENTIFY gets 4003 (protocol 18).
 SENDING_STATES = (State.IDENTIFYING, State.RESUMING, State.READY)
 
 _S = State
 _T = Trigger
 
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition(_T.HELLO_RECEIVED, (_S.CONNECTING,), _S.HELLO, "op 10 HELLO (spec 9)"),
-    Transition(_T.IDENTIFY_SENT, (_S.HELLO,), _S.IDENTIFYING, "identify() (spec 17, 18)"),
-    Transition(_T.RESUME_SENT, (_S.HELLO,), _S.RESUMING, "resume() (spec 26)"),
-    Transition(_T.READY_RECEIVED, (_S.IDENTIFYING,), _S.READY, "READY dispatch (spec 22)"),
-    Transition(_T.RESUMED_RECEIVED, (_S.RESUMING,), _S.READY, "RESUMED dispatch (spec 24)"),
+    Transition(_T.HELLO_RECEIVED, (_S.CONNECTING,), _S.HELLO, "op 10 HELLO (protocol 9)"),
+    Transition(_T.IDENTIFY_SENT, (_S.HELLO,), _S.IDENTIFYING, "identify() (protocol 17, 18)"),
+    Transition(_T.RESUME_SENT, (_S.HELLO,), _S.RESUMING, "resume() (protocol 26)"),
+    Transition(_T.READY_RECEIVED, (_S.IDENTIFYING,), _S.READY, "READY dispatch (protocol 22)"),
+    Transition(_T.RESUMED_RECEIVED, (_S.RESUMING,), _S.READY, "RESUMED dispatch (protocol 24)"),
     Transition(
         _T.CLOSE_SENT,
         OPEN_STATES,
         _S.CLOSING,
-        "close(), op 7, op 9, missed ACK or bad payload (spec 13, 16, 25, 28)",
+        "close(), op 7, op 9, missed ACK or bad payload (protocol 13, 16, 25, 28)",
     ),
     Transition(
         _T.DISCONNECTED,
         (*OPEN_STATES, _S.CLOSING),
         _S.RECONNECTING,
-        "close handshake done or transport lost (spec 25, 53)",
+        "close handshake done or transport lost (protocol 25, 53)",
     ),
     Transition(
         _T.CLOSED_FATALLY,
         (*OPEN_STATES, _S.CLOSING),
         _S.CLOSED,
-        "fatal close code 4004, 4010-4014 (spec 31)",
+        "fatal close code 4004, 4010-4014 (protocol 31)",
     ),
     Transition(
         _T.CLOSED_BY_USER,
         (_S.CONNECTING, _S.CLOSING),
         _S.CLOSED,
         "the user's close(1000/1001) is done: handshake, its timeout or a lost "
-        "transport; from connecting when no WebSocket was open yet (spec 30)",
+        "transport; from connecting when no WebSocket was open yet (protocol 30)",
     ),
     Transition(
         _T.RECONNECT,
         (*OPEN_STATES, _S.CLOSING, _S.RECONNECTING, _S.CLOSED),
         _S.CONNECTING,
-        "reconnect(): a fresh WebSocket (spec 25, 27); out of closed only after "
-        "the user's own close - the connection refuses it after a fatal code (spec 31)",
+        "reconnect(): a fresh WebSocket (protocol 25, 27); out of closed only after "
+        "the user's own close - the connection refuses it after a fatal code (protocol 31)",
     ),
 )
 

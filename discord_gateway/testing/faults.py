@@ -38,24 +38,24 @@ __all__ = (
 
 @dataclass(frozen=True, slots=True)
 class SendReconnect:
-    """Send op 7 RECONNECT (spec 16: at any point)."""
+    """Send op 7 RECONNECT (protocol 16: at any point)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SendInvalidSession:
-    """Send op 9. With ``resumable=False`` the session is destroyed first (spec 28)."""
+    """Send op 9. With ``resumable=False`` the session is destroyed first (protocol 28)."""
 
     resumable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SendHeartbeatRequest:
-    """Send op 1: the client must heartbeat at once (spec 12)."""
+    """Send op 1: the client must heartbeat at once (protocol 12)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    """Close the WebSocket with ``code`` (any code, 1000/1001 included: spec 32, 52).
+    """Close the WebSocket with ``code`` (any code, 1000/1001 included: protocol 32, 52).
 
     The session survives unless the code's policy says it must not (4007, 4009,
     ...), as :func:`discord_gateway.opcodes.close_policy` tells.
@@ -67,12 +67,12 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class ResetConnection:
-    """Drop the TCP connection without a close frame (spec 53: 1006 on the client)."""
+    """Drop the TCP connection without a close frame (protocol 53: 1006 on the client)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Stall:
-    """Stop reading and writing; the socket stays open (a zombie connection, spec 13)."""
+    """Stop reading and writing; the socket stays open (a zombie connection, protocol 13)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +139,11 @@ class ConnectionFaults:
     ``script``: ``(trigger, fault)`` pairs, each fired once.
     ``drop_heartbeat_acks``: probability in [0, 1] that an ACK is never sent.
     ``heartbeat_ack_delay``: seconds to hold each ACK back.
-    ``reconnect_instead_of_hello``: send op 7 and close 1001 instead of HELLO (spec 16, 52).
+    ``reconnect_instead_of_hello``: send op 7 and close 1001 instead of HELLO (protocol 16, 52).
     ``split_writes``: cut the outgoing byte stream at random boundaries
     (``data_to_send()`` returns several chunks; write them one by one).
     ``split_messages``: with ``zlib-stream``, spread each compressed message over
-    up to this many WebSocket messages (spec 34, 58).
+    up to this many WebSocket messages (protocol 34, 58).
     ``fragment_frames``: send each WebSocket message as up to this many frames
     (continuation frames, RFC 6455 section 5.4).
     """

@@ -76,12 +76,12 @@ logger = logging.getLogger("discord_gateway.testing")
 #: its first part is the default bot user's id in base64 (``world.bot_token``).
 DEFAULT_TOKEN = "MTg5NjE4NjMxNjkwMTY0OTYxOQ.GLocal.ZGlzY29yZC1nYXRld2F5LWxvY2Fs"
 
-#: GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT (spec 19).
+#: GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT (protocol 19).
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
 #: Every intent bit Discord defines today; any other bit is "invalid" (4013).
 KNOWN_INTENTS = sum(1 << bit for bit in (*range(17), 20, 21, 24, 25))
 
-#: Opcodes a client may send (spec G).
+#: Opcodes a client may send (protocol G).
 _CLIENT_OPS = frozenset(
     {
         Opcode.HEARTBEAT,
@@ -94,7 +94,7 @@ _CLIENT_OPS = frozenset(
         Opcode.REQUEST_CHANNEL_INFO,
     }
 )
-#: What may be sent before IDENTIFY/RESUME succeeded (spec 18).
+#: What may be sent before IDENTIFY/RESUME succeeded (protocol 18).
 _UNAUTHENTICATED_OPS = frozenset({Opcode.HEARTBEAT, Opcode.IDENTIFY, Opcode.RESUME})
 
 _MAX_HTTP_HEAD = 16 * 1024  # the whole request head, complete or not (HTTP 431 beyond)
@@ -127,9 +127,9 @@ class ServerConfig:
     ``url``/``resume_gateway_url`` are what ``/gateway`` and READY advertise
     (``serve()`` fills them in once it knows its port; ``resume_gateway_url``
     defaults to ``url``). ``allowed_intents`` is which privileged intents the
-    "application" has enabled (spec 19; all by default).
+    "application" has enabled (protocol 19; all by default).
     ``enforce_identify_concurrency`` answers a second IDENTIFY in the same
-    ``shard_id % max_concurrency`` bucket within 5 s with op 9 (spec 21), and
+    ``shard_id % max_concurrency`` bucket within 5 s with op 9 (protocol 21), and
     ``enforce_session_start_limit`` closes an IDENTIFY beyond
     ``session_start_limit`` sessions with 4004 (Discord resets the token); both
     on by default, like Discord: turn them off in tests that start sessions back
@@ -202,7 +202,7 @@ class ConnectionState(enum.Enum):
 
 @dataclass(eq=False, slots=True)
 class Session:
-    """A gateway session: survives its connection for ``session_ttl`` (spec 30)."""
+    """A gateway session: survives its connection for ``session_ttl`` (protocol 30)."""
 
     session_id: str
     token: str
@@ -215,7 +215,7 @@ class Session:
     valid: bool = True  # False after InvalidateSession: the next RESUME fails
 
     def receives(self, data: Any) -> bool:
-        """Whether a dispatch with ``data`` goes to this session's shard (spec 44)."""
+        """Whether a dispatch with ``data`` goes to this session's shard (protocol 44)."""
         if self.shard is None:
             return True
         shard_id, num_shards = self.shard
@@ -271,7 +271,7 @@ class SessionStore:
         return session
 
     def identify_allowed(self, shard: tuple[int, int] | None, now: float) -> bool:
-        """spec 21: one IDENTIFY per ``shard_id % max_concurrency`` bucket per 5 s."""
+        """protocol 21: one IDENTIFY per ``shard_id % max_concurrency`` bucket per 5 s."""
         if not self.config.enforce_identify_concurrency:
             return True
         key = (shard[0] if shard else 0) % self.config.max_concurrency
@@ -290,7 +290,7 @@ class SessionStore:
         return session
 
     def expire(self, now: float) -> None:
-        """Destroy every detached session whose TTL ran out (spec 30)."""
+        """Destroy every detached session whose TTL ran out (protocol 30)."""
         heap = self._expiries
         while heap and heap[0][0] <= now:
             _, session_id = heapq.heappop(heap)
@@ -323,7 +323,7 @@ class SessionStore:
         self.sessions.pop(session.session_id, None)
 
     def invalidate(self, session_id: str) -> None:
-        """The next RESUME of this session gets op 9 ``d: false`` (spec 29)."""
+        """The next RESUME of this session gets op 9 ``d: false`` (protocol 29)."""
         session = self.sessions.get(session_id)
         if session is not None:
             session.valid = False
@@ -337,7 +337,7 @@ class SessionStore:
 
         With ``session_id``, only that session; otherwise every valid session,
         routed by shard like Discord does (``guild_id`` decides, events without
-        one go to shard 0: spec 44) unless ``route=False``. Disconnected
+        one go to shard 0: protocol 44) unless ``route=False``. Disconnected
         sessions keep it for the RESUME replay. Returns the seqs assigned.
         The world remembers what it says (a later READY/GUILD_CREATE shows it).
         """
@@ -814,7 +814,7 @@ class GatewayServer:
         return b""
 
     def _answer_http(self, method: str, target: str, headers: Mapping[str, str]) -> None:
-        """``GET /api/v{n}/gateway`` and ``/gateway/bot`` (spec 46)."""
+        """``GET /api/v{n}/gateway`` and ``/gateway/bot`` (protocol 46)."""
         split = _split_target(target)
         assert split is not None  # checked by _read_http_head
         path = split[0].rstrip("/")
@@ -927,13 +927,13 @@ class GatewayServer:
         self.encoding = encoding
         self.compress = compress
         if compress == "zlib-stream":
-            self._compressor = zlib.compressobj()  # one context per connection (spec 33)
+            self._compressor = zlib.compressobj()  # one context per connection (protocol 33)
         elif compress == "zstd-stream":
             import zstandard
 
             if self.deviations.zstd_frame_per_message:
                 # Deviation: a whole frame per message (``.compress()``), not one
-                # frame for the connection flushed per message (spec 35).
+                # frame for the connection flushed per message (protocol 35).
                 self._compressor = zstandard.ZstdCompressor()
             else:
                 self._compressor = zstandard.ZstdCompressor().compressobj()
@@ -953,11 +953,11 @@ class GatewayServer:
         short_number = version_text.isascii() and version_text.isdigit() and len(version_text) < 4
         version = int(version_text) if short_number else None
         if version not in self.config.versions:
-            self._close(CloseCode.INVALID_API_VERSION, "Invalid API version", now)  # spec 3
+            self._close(CloseCode.INVALID_API_VERSION, "Invalid API version", now)  # protocol 3
         self.version = version
         self._heartbeat_deadline = self._heartbeat_due(now)
         if self.faults.reconnect_instead_of_hello:
-            self._apply(_f.SendReconnect(), now)  # spec 16
+            self._apply(_f.SendReconnect(), now)  # protocol 16
             return
         self._send(
             {
@@ -976,7 +976,7 @@ class GatewayServer:
         size = len(chunk.encode()) if isinstance(chunk, str) else len(chunk)
         self._message_size += size
         if self._message_size > self.config.max_payload_size:
-            # spec 42: over 4096 encoded bytes is a decode error (nothing kept).
+            # protocol 42: over 4096 encoded bytes is a decode error (nothing kept).
             self._message, self._message_size = [], 0
             self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
         self._message.append(chunk)
@@ -995,7 +995,7 @@ class GatewayServer:
             if self.encoding == "etf" and isinstance(raw, bytes):
                 from .. import _etf
 
-                # spec 39: atom keys get 4002
+                # protocol 39: atom keys get 4002
                 payload = _etf.loads(raw, reject_atom_keys=True)
             else:
                 payload = json_loads(raw)
@@ -1011,7 +1011,7 @@ class GatewayServer:
         self.received.append(Received(op, data, now))
         if len(self.received) > 2 * self.config.record_limit:
             del self.received[: -self.config.record_limit]
-        # spec 41: 120 commands per connection per 60 s.
+        # protocol 41: 120 commands per connection per 60 s.
         window_start = now - self.config.rate_limit_window
         while self._command_times and self._command_times[0] <= window_start:
             self._command_times.popleft()
@@ -1021,7 +1021,7 @@ class GatewayServer:
         if op not in _CLIENT_OPS:
             self._close(CloseCode.UNKNOWN_OPCODE, "Unknown opcode.", now)
         if self.session is None and op not in _UNAUTHENTICATED_OPS:
-            self._close(CloseCode.NOT_AUTHENTICATED, "Not authenticated.", now)  # spec 18
+            self._close(CloseCode.NOT_AUTHENTICATED, "Not authenticated.", now)  # protocol 18
         if op == Opcode.HEARTBEAT:
             self._on_heartbeat(now)
         elif op in (Opcode.IDENTIFY, Opcode.RESUME):
@@ -1053,7 +1053,7 @@ class GatewayServer:
             self._close(CloseCode.DECODE_ERROR, "Error while decoding payload.", now)
 
     def _heartbeat_due(self, now: float) -> float:
-        """A heartbeat must arrive within the interval plus some grace (spec 10)."""
+        """A heartbeat must arrive within the interval plus some grace (protocol 10)."""
         return now + self.config.heartbeat_interval + self.config.heartbeat_grace
 
     def _on_heartbeat(self, now: float) -> None:
@@ -1089,7 +1089,7 @@ class GatewayServer:
         properties = d.get("properties")
         if not isinstance(properties, dict) or not all(
             isinstance(properties.get(key), str) for key in ("os", "browser", "device")
-        ):  # spec 17
+        ):  # protocol 17
             self._close(CloseCode.DECODE_ERROR, "Invalid identify properties.", now)
         large_threshold = d.get("large_threshold", 50)
         if not (_is_int(large_threshold) and 50 <= large_threshold <= 250):
@@ -1099,7 +1099,7 @@ class GatewayServer:
         shard = self._check_shard(d.get("shard"), now)
         intents = d.get("intents")
         if not _is_int(intents) or intents < 0 or intents & ~KNOWN_INTENTS:
-            self._close(CloseCode.INVALID_INTENTS, "Invalid intent(s).", now)  # spec 19
+            self._close(CloseCode.INVALID_INTENTS, "Invalid intent(s).", now)  # protocol 19
         assert isinstance(intents, int)
         if intents & PRIVILEGED_INTENTS & ~config.allowed_intents:
             self._close(CloseCode.DISALLOWED_INTENTS, "Disallowed intent(s).", now)
@@ -1113,7 +1113,7 @@ class GatewayServer:
             )
             self._close(CloseCode.AUTHENTICATION_FAILED, "Session start limit reached.", now)
         if not self.store.identify_allowed(shard, now):
-            # spec 21, 29: over the identify concurrency limit: op 9 d:false.
+            # protocol 21, 29: over the identify concurrency limit: op 9 d:false.
             logger.info(
                 "connection #%d: IDENTIFY within 5 s of the last one in its bucket: op 9",
                 self.index,
@@ -1121,7 +1121,7 @@ class GatewayServer:
             self._send({"op": Opcode.INVALID_SESSION.value, "d": False, "s": None, "t": None})
             return
         if d.get("compress") and self.compress is None and self.encoding == "json":
-            self.payload_compression = True  # spec 36
+            self.payload_compression = True  # protocol 36
         session = self.store.create_session(token, intents, shard)
         self._attach(session)
         logger.info(
@@ -1133,7 +1133,7 @@ class GatewayServer:
         deviations = self.deviations
         if deviations.seq_from_zero:
             # Deviation: a dispatch before READY, numbered 0 like READY after it
-            # (Discord: READY opens the session's stream with s=1, spec 22).
+            # (Discord: READY opens the session's stream with s=1, protocol 22).
             self.store._append(session, PRE_READY_EVENT, [], reuse_seq=True)
         ready: dict[str, Any] = {
             "v": self.version,
@@ -1149,9 +1149,9 @@ class GatewayServer:
             "_trace": ['["gateway-local",{"micros":0}]'],
         }
         if shard is not None:
-            ready["shard"] = list(shard)  # spec 22: only if sent when identifying
+            ready["shard"] = list(shard)  # protocol 22: only if sent when identifying
         if deviations.no_resume_gateway_url:
-            del ready["resume_gateway_url"]  # deviation (spec 22, 59: added in 2022)
+            del ready["resume_gateway_url"]  # deviation (protocol 22, 59: added in 2022)
         # READY is seq 1 (seq 0 after the dispatch before it, with seq_from_zero).
         self.store._append(session, "READY", ready, reuse_seq=deviations.seq_from_zero)
         if config.send_guild_creates:
@@ -1169,7 +1169,7 @@ class GatewayServer:
         ):
             guilds = len(self._guilds((shard[0], shard[1])))
         else:
-            self._close(CloseCode.INVALID_SHARD, "Invalid shard.", now)  # spec 45
+            self._close(CloseCode.INVALID_SHARD, "Invalid shard.", now)  # protocol 45
         if guilds > self.config.max_guilds_per_shard:
             self._close(CloseCode.SHARDING_REQUIRED, "Sharding required.", now)
         return None if shard is None else (shard[0], shard[1])
@@ -1204,8 +1204,8 @@ class GatewayServer:
             or not session.valid
             or not first_kept - 1 <= seq <= session.seq
         ):
-            # spec 29: a failed resume is answered with op 9 d:false; the client may
-            # identify on this same connection (spec 56).
+            # protocol 29: a failed resume is answered with op 9 d:false; the client may
+            # identify on this same connection (protocol 56).
             if session is not None:
                 self._end_session(session, now)
             logger.info(
@@ -1228,14 +1228,14 @@ class GatewayServer:
             seq,
             session.seq - seq,
         )
-        # READY opens a session and is never replayed (spec 24).
+        # READY opens a session and is never replayed (protocol 24).
         replay = [p for p in session.log if p["s"] > seq and p["t"] != "READY"]
         if self.deviations.inclusive_replay:
             # Deviation: the client's own last event comes again first (a client
-            # must drop the overlap, spec 24); READY and RESUMED are never replayed so.
+            # must drop the overlap, protocol 24); READY and RESUMED are never replayed so.
             had = [payload for payload in session.log if payload["s"] == seq][-1:]
             replay = [p for p in had if p["t"] not in ("READY", "RESUMED")] + replay
-        for payload in replay:  # spec 24: replay in order, then RESUMED
+        for payload in replay:  # protocol 24: replay in order, then RESUMED
             self._send_dispatch(payload)
         resumed = {"_trace": ['["gateway-local",{"micros":0}]']}
         if self.deviations.resumed_reuses_seq:
@@ -1301,7 +1301,7 @@ class GatewayServer:
         with contextlib.suppress(WsLocalProtocolError):  # wsproto may have closed already
             self._out.append(self._ws.send(event.response()))
         self.state = ConnectionState.CLOSED
-        # spec 30: a client closing with 1000/1001 ends its session; other codes keep it.
+        # protocol 30: a client closing with 1000/1001 ends its session; other codes keep it.
         self._release_session(event.code in (1000, 1001), now)
         logger.info("connection #%d: client closed with %s", self.index, event.code)
 
@@ -1406,8 +1406,8 @@ class GatewayServer:
         if self.stalled or self.state in (ConnectionState.CLOSING, ConnectionState.CLOSED):
             return
         if self.deviations.bare_control_payloads and payload["op"] != Opcode.DISPATCH:
-            # Deviation: Discord sends "s": null, "t": null (spec 5); clients must
-            # accept frames that omit keys (spec 7).
+            # Deviation: Discord sends "s": null, "t": null (protocol 5); clients must
+            # accept frames that omit keys (protocol 7).
             payload = {"op": payload["op"], "d": payload["d"]}
         self.sent.append(payload)
         if len(self.sent) > 2 * self.config.record_limit:  # bounded, trimmed in batches
@@ -1415,13 +1415,13 @@ class GatewayServer:
         if self.encoding == "etf":
             from .. import _etf
 
-            raw: bytes = _etf.dumps(payload, atom_keys=True)  # as Discord does (spec 39)
+            raw: bytes = _etf.dumps(payload, atom_keys=True)  # as Discord does (protocol 39)
         else:
             raw = json_dumps(payload)
         if self.compress == "zlib-stream":
             data = self._compressor.compress(raw) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
             pieces = self._split(data, self.faults.split_messages)
-            for piece in pieces:  # spec 34: only the last piece ends with 00 00 ff ff
+            for piece in pieces:  # protocol 34: only the last piece ends with 00 00 ff ff
                 self._write(BytesMessage(data=piece))
         elif self.compress == "zstd-stream":
             import zstandard

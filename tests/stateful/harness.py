@@ -13,7 +13,7 @@ emitted (the real server only sees it when a rule delivers it).
 
 :class:`Model` is the reference model: what must be true of the session,
 derived only from what crossed the wire and the events the client yielded,
-written from the checklist (``/work/shared/spec/CHECKLIST.md``), not from the
+written from the checklist (``docs/protocol.md``), not from the
 core's code.
 """
 
@@ -37,12 +37,12 @@ MAIN_URL = "ws://gateway.local/"
 RESUME_URL = "ws://resume.gateway.local/"
 TOKEN = "local-token"
 
-#: Fatal close codes (spec 31, table H).
+#: Fatal close codes (protocol 31, table H).
 FATAL_CODES = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
 #: Codes that end the session when the gateway sends them (table H).
 SESSION_ENDING_SERVER_CODES = frozenset({4003, 4007, 4009}) | FATAL_CODES
 #: Codes the gateway uses to punish a misbehaving client: the harness never
-#: injects them, so seeing one means the client broke a rule (spec 12, 18, 41, 42).
+#: injects them, so seeing one means the client broke a rule (protocol 12, 18, 41, 42).
 CLIENT_FAULT_CODES = frozenset({4001, 4002, 4003, 4005, 4008})
 
 # -- profiles -------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def new_store(**overrides: Any) -> RecordingStore:
         "guild_ids": (),
         "tokens": frozenset({TOKEN}),
         # Opt-outs of limits the model does not track: the machine identifies back
-        # to back (spec 21's 5 s buckets and the session start budget would turn
+        # to back (protocol 21's 5 s buckets and the session start budget would turn
         # its IDENTIFYs into op 9 / 4004), and it may hold the client's upgrade
         # request in flight for any virtual time (the request-head deadline).
         "enforce_identify_concurrency": False,
@@ -124,7 +124,7 @@ class Tap:
                 assert event.message_finished, "the client writes whole messages"
                 raw = event.data
                 payload = json.loads(raw) if isinstance(raw, str) else _etf.loads(raw)
-                assert set(payload) == {"op", "d"}, f"spec 8: only op and d: {payload}"
+                assert set(payload) == {"op", "d"}, f"protocol 8: only op and d: {payload}"
                 out.append(Sent(payload["op"], payload["d"]))
         return out
 
@@ -185,7 +185,7 @@ class Model:
     last_seq: int | None = None
     resume_url: str | None = None
     resume_failures: int = 0
-    invalid_session_wait: bool = False  # op 9 d:false seen: wait 1-5 s (spec 28)
+    invalid_session_wait: bool = False  # op 9 d:false seen: wait 1-5 s (protocol 28)
     fatal: int | None = None
     delivered: dict[str, list[int]] = field(default_factory=dict)
 
@@ -195,7 +195,7 @@ class Model:
 
     @property
     def ready_seq(self) -> int:
-        """READY's ``s``: 1 (spec 22), 0 from a server that numbers from 0."""
+        """READY's ``s``: 1 (protocol 22), 0 from a server that numbers from 0."""
         return 0 if self.deviations.seq_from_zero else 1
 
     def logged(self, seq: int) -> dict[str, Any]:
@@ -220,10 +220,10 @@ class Model:
     def connection_ended(self, link: Link, code: int | None) -> None:
         """The WebSocket of ``link`` is gone, with the peer's ``code`` (1006 if none).
 
-        spec 30: if we started the close, our code decides (1000/1001 end the
+        protocol 30: if we started the close, our code decides (1000/1001 end the
         session); a gateway close frame that crossed ours with a session-ending or
         fatal code of its own still counts (table H). Otherwise the gateway's code
-        decides (spec 25, 31, 32).
+        decides (protocol 25, 31, 32).
         """
         ours = link.client_close
         if ours is not None:
@@ -247,7 +247,7 @@ class Model:
             self.state = State.RECONNECTING
 
     def account_for_lost_connection(self, link: Link) -> None:
-        # spec 54: a resume that never got RESUMED failed; the next try goes to the
+        # protocol 54: a resume that never got RESUMED failed; the next try goes to the
         # main URL, and after three in a row the session is given up.
         if link.resume_attempt and not link.got_resumed and link.identifies == 0:
             link.resume_attempt = False
@@ -258,5 +258,5 @@ class Model:
 
     def expected_url_prefix(self) -> str:
         if self.resumable and self.resume_url is not None:
-            return self.resume_url  # spec 4, 26
-        return MAIN_URL  # spec 1, 27
+            return self.resume_url  # protocol 4, 26
+        return MAIN_URL  # protocol 1, 27

@@ -96,7 +96,7 @@ from harness import (
 MAX_EXAMPLES, STEPS = budget()
 
 SERVER_CLOSE_CODES = [1000, 1001, 3000, *range(4000, 4015), 4015, 4999]
-# 4004 and 4009 are fatal / session-ending from the gateway, never from us (spec 30).
+# 4004 and 4009 are fatal / session-ending from the gateway, never from us (protocol 30).
 CLIENT_CLOSE_CODES = [1000, 1001, 4000, 4900, 3000, 4004, 4009]
 PRESENCE = {"since": None, "activities": [], "status": "online", "afk": False}
 SPLITS = st.one_of(st.integers(1, 64), st.just(1 << 30))  # 1 byte .. all of it
@@ -195,7 +195,7 @@ class GatewayMachine(RuleBasedStateMachine):
         assert self.client.url.startswith(model.expected_url_prefix()), (
             self.client.url,
             model.expected_url_prefix(),
-        )  # spec 1, 4, 26, 27
+        )  # protocol 1, 4, 26, 27
         server = GatewayServer(self.store, now=self.now)
         link = Link(
             len(self.links) + 1,
@@ -236,41 +236,41 @@ class GatewayMachine(RuleBasedStateMachine):
                 return
             link.client_close = sent.close_code
             if origin == "answer":
-                # Our own close frame, read together with the gateway's (spec 52).
+                # Our own close frame, read together with the gateway's (protocol 52).
                 assert sent.close_code == 4000, sent
             elif origin == "close":
                 assert sent.close_code == link.requested_close
             else:
-                # spec 13, 30: closes the client starts itself (op 7, op 9, zombie,
+                # protocol 13, 30: closes the client starts itself (op 7, op 9, zombie,
                 # garbage) must keep the session: never 1000/1001.
                 assert sent.close_code == 4000, sent
             model.state = State.CLOSING
             return
-        # spec 18 and the fsm's sending rules: nothing before HELLO, nothing after a close.
+        # protocol 18 and the fsm's sending rules: nothing before HELLO, nothing after a close.
         assert link.hello, f"op {sent.op} sent before HELLO"
         assert link.client_close is None and not link.client_answered_close, (
             f"op {sent.op} sent after the close frame"
         )
-        assert sent.op != 11, "spec 12: never send op 11"
+        assert sent.op != 11, "protocol 12: never send op 11"
         if sent.op == 1:
             if origin == "timer":
-                # spec 11: the heartbeat carries the last seq the client got.
+                # protocol 11: the heartbeat carries the last seq the client got.
                 assert sent.data == model.last_seq, (sent.data, model.last_seq)
                 if link.unacked_since is None:
                     link.unacked_since = self.now
             else:
-                # spec 12: the answer to op 1 carries the seq at that moment (the
+                # protocol 12: the answer to op 1 carries the seq at that moment (the
                 # read may have delivered more dispatches, or op 9 dropped it since).
                 assert sent.data in seqs, (sent.data, seqs)
         elif sent.op == 2:
-            # spec 18: IDENTIFY once per connection, only without a session to resume.
+            # protocol 18: IDENTIFY once per connection, only without a session to resume.
             assert link.identifies == 0 and link.resumes == 0
             assert not model.resumable
             link.identifies += 1
         elif sent.op == 6:
             assert link.identifies == 0 and link.resumes == 0
             assert model.resumable
-            assert sent.data["session_id"] == model.session_id  # spec 26
+            assert sent.data["session_id"] == model.session_id  # protocol 26
             assert sent.data["seq"] == model.last_seq
             assert link.url.startswith(link.url)
             link.resumes += 1
@@ -343,7 +343,7 @@ class GatewayMachine(RuleBasedStateMachine):
             # A READY read after our close frame still counts (it names a real session).
             assert model.state in (State.IDENTIFYING, State.CLOSING) and link.identifies == 1
             assert not link.got_ready
-            # spec 22: READY opens the session's stream (s=1; 0 from a server that
+            # protocol 22: READY opens the session's stream (s=1; 0 from a server that
             # numbers from 0, after the dispatch it sent before READY).
             assert event.seq == model.ready_seq, (event.seq, model.ready_seq)
             assert link.pre_ready == (1 if model.deviations.seq_from_zero else 0)
@@ -361,7 +361,7 @@ class GatewayMachine(RuleBasedStateMachine):
         elif isinstance(event, Dispatch) and link.identifies == 1 and not link.got_ready:
             # A dispatch before READY on an identifying connection (a server that
             # numbers from 0 sends one): delivered, once, and its s is remembered
-            # like any other (spec 6).
+            # like any other (protocol 6).
             assert model.deviations.seq_from_zero and link.pre_ready == 0, event
             assert (event.name, event.seq) == (PRE_READY_EVENT, 0), event
             link.pre_ready += 1
@@ -382,7 +382,7 @@ class GatewayMachine(RuleBasedStateMachine):
             if model.state is State.RESUMING:
                 model.state = State.READY
         elif isinstance(event, Dispatch):
-            # spec 6, 24: every dispatch of the session exactly once, in order
+            # protocol 6, 24: every dispatch of the session exactly once, in order
             # (an inclusive replay's overlap, the event the client already had,
             # must be dropped).
             assert model.session is not None and model.last_seq is not None, event
@@ -404,7 +404,7 @@ class GatewayMachine(RuleBasedStateMachine):
         elif isinstance(event, HeartbeatAck):
             link.unacked_since = None
         elif isinstance(event, InvalidSession):
-            if not event.resumable:  # spec 28: a new session, after 1-5 s
+            if not event.resumable:  # protocol 28: a new session, after 1-5 s
                 model.drop_session()
                 model.invalid_session_wait = True
         elif isinstance(event, CommandsDropped):
@@ -680,7 +680,7 @@ class GatewayMachine(RuleBasedStateMachine):
             self.emit(link, [data], origin="close")
             return
         # No WebSocket yet (the upgrade is unanswered): the connection just ends,
-        # and our code decides as if the gateway had echoed it (spec 30).
+        # and our code decides as if the gateway had echoed it (protocol 30).
         link.client_close = code
         link.client_gone = True
         link.down.clear()
@@ -706,7 +706,7 @@ class GatewayMachine(RuleBasedStateMachine):
         delay = self.client.reconnect()
         assert delay >= 0
         if model.invalid_session_wait:
-            assert delay >= 1.0, delay  # spec 28 [hist]: 1-5 s after op 9 d:false
+            assert delay >= 1.0, delay  # protocol 28 [hist]: 1-5 s after op 9 d:false
             model.invalid_session_wait = False
         assert delay <= 60.0 + 5.0, delay  # the backoff cap plus the op 9 wait
         model.state = State.CONNECTING
@@ -740,7 +740,7 @@ class GatewayMachine(RuleBasedStateMachine):
 
     @invariant()
     def sequence_never_goes_backwards(self) -> None:
-        # spec 6: within a session the client's seq is the last one delivered.
+        # protocol 6: within a session the client's seq is the last one delivered.
         assert self.client.sequence == self.model.last_seq
         first = self.model.ready_seq
         for seqs in self.model.delivered.values():
@@ -752,7 +752,7 @@ class GatewayMachine(RuleBasedStateMachine):
 
     @invariant()
     def fatal_codes_stop_everything(self) -> None:
-        # spec 31: 4004, 4010-4014 end in CLOSED and nothing reconnects.
+        # protocol 31: 4004, 4010-4014 end in CLOSED and nothing reconnects.
         if self.model.fatal is not None:
             assert self.client.state is State.CLOSED
             assert not self.client.should_reconnect()
@@ -761,7 +761,7 @@ class GatewayMachine(RuleBasedStateMachine):
 
     @invariant()
     def zombies_are_closed_within_one_interval(self) -> None:
-        # spec 13: an ACK missed across a whole interval closes the connection.
+        # protocol 13: an ACK missed across a whole interval closes the connection.
         link = self.link
         interval = self.client.heartbeat_interval
         if link is None or link.unacked_since is None or interval is None:
@@ -774,14 +774,14 @@ class GatewayMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_server_never_punishes_the_client(self) -> None:
-        # spec 12, 18, 41: the gateway never has a reason to close with 4001-4008.
+        # protocol 12, 18, 41: the gateway never has a reason to close with 4001-4008.
         for link in self.links:
             server = link.server
             code = server.close_code
             if server.closed_by != "server" or code is None or code in link.injected_closes:
                 continue
             if code == 4003 and any(p["op"] == 9 for p in server.sent):
-                continue  # spec 56: a payload in flight when op 9 went out gets 4003
+                continue  # protocol 56: a payload in flight when op 9 went out gets 4003
             assert code not in CLIENT_FAULT_CODES, (code, server.close_reason)
 
     # -- teardown: settle, then nothing may be missing ---------------------------------------
@@ -806,7 +806,7 @@ class GatewayMachine(RuleBasedStateMachine):
         self.state_matches_the_model()
         session = self.model.session
         assert session is not None
-        # spec 24: no loss: the live session got every dispatch the server logged for it.
+        # protocol 24: no loss: the live session got every dispatch the server logged for it.
         assert self.model.last_seq == session.seq, (self.model.last_seq, session.seq)
 
 
@@ -842,7 +842,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def state_is_the_tables(self) -> None:
         assert self.lifecycle.state is self.expected
         # Only reconnect() leads out of CLOSED (after the user's close; the
-        # connection refuses it after a fatal code, spec 31).
+        # connection refuses it after a fatal code, protocol 31).
         assert all(t is Trigger.RECONNECT for src, t in _table() if src is State.CLOSED)
 
 

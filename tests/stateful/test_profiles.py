@@ -3,7 +3,7 @@
 The gateway machine draws profiles at random; these walk each one through the
 same plain story (identify, events, a dropped connection, missed events,
 resume, more events) on every transport, and end with what matters most
-(spec 24): every dispatch of the session delivered exactly once, in order,
+(protocol 24): every dispatch of the session delivered exactly once, in order,
 and the client READY with the server's last seq.
 """
 
@@ -86,7 +86,7 @@ def test_every_dispatch_once_in_order_against_every_profile(
     world = World(profile, encoding, compress)
     client = world.client
     assert world.exchange() is None
-    assert client.state is State.READY  # never wedged in identifying (spec 22)
+    assert client.state is State.READY  # never wedged in identifying (protocol 22)
     ready = next(e for e in world.events if isinstance(e, Ready))
     first = 0 if deviations.seq_from_zero else 1
     assert ready.seq == first and client.sequence == first
@@ -117,12 +117,12 @@ def test_every_dispatch_once_in_order_against_every_profile(
     else:
         assert world.exchange() is None
         resumed = [e for e in world.events if isinstance(e, Resumed)]
-        assert len(resumed) == 1  # RESUMED ends the resume whatever its s (spec 24)
+        assert len(resumed) == 1  # RESUMED ends the resume whatever its s (protocol 24)
     assert client.state is State.READY
     session = world.store.sessions[client.session_id]  # type: ignore[index]
     assert client.sequence == session.seq
     if not deviations.refuse_resume:
-        # spec 24: every MESSAGE_CREATE exactly once, in order (an inclusive
+        # protocol 24: every MESSAGE_CREATE exactly once, in order (an inclusive
         # replay's overlap dropped), and the seqs the server gave them.
         messages = [
             e for e in world.events if isinstance(e, Dispatch) and e.name == "MESSAGE_CREATE"

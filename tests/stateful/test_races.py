@@ -1,7 +1,7 @@
 """The reconnect races the machines look for, written out once each, deterministically.
 
 Client and local gateway in memory, time given explicitly. Each test ends with
-the invariant that matters most (spec 24): every dispatch of the session
+the invariant that matters most (protocol 24): every dispatch of the session
 delivered exactly once, in order.
 """
 
@@ -71,7 +71,7 @@ class Pair:
 
 
 def test_a_heartbeat_falling_due_during_the_close_handshake_is_not_sent() -> None:
-    """spec 13, 30: after our close frame nothing else goes out, heartbeats included;
+    """protocol 13, 30: after our close frame nothing else goes out, heartbeats included;
     the session stays resumable and the next connection resumes it."""
     pair = Pair()
     client = pair.client
@@ -93,7 +93,7 @@ def test_a_heartbeat_falling_due_during_the_close_handshake_is_not_sent() -> Non
 
 
 def test_op7_arriving_mid_resume_loses_and_duplicates_nothing() -> None:
-    """spec 24, 25: op 7 lands between RESUME and RESUMED, in the same read as
+    """protocol 24, 25: op 7 lands between RESUME and RESUMED, in the same read as
     part of the replay. What was read is delivered once; the next resume starts
     after it; nothing is delivered twice."""
     pair = Pair()
@@ -138,7 +138,7 @@ def test_op7_read_with_the_replay_resumes_again_from_the_last_delivered_seq() ->
 
 
 def test_a_close_frame_in_the_same_read_as_dispatches_keeps_them() -> None:
-    """spec 24, 52: dispatches read together with the gateway's close frame are
+    """protocol 24, 52: dispatches read together with the gateway's close frame are
     delivered before CloseDiscordConnection, and the resume starts after them."""
     pair = Pair()
     for n in range(3):

@@ -53,7 +53,7 @@ def _client_frames(data: bytes) -> list[object]:
 
 
 def test_close_frame_in_the_same_read_as_op7_still_gets_our_close_frame() -> None:
-    """Invariant "the gateway's close frame is answered" (RFC 6455 5.5.1, spec 52).
+    """Invariant "the gateway's close frame is answered" (RFC 6455 5.5.1, protocol 52).
 
     op 7 makes the client write a 4000 close frame; when the gateway's 1001
     arrived in the same read, receive() raised and dropped that frame, so the
@@ -74,11 +74,11 @@ def test_close_frame_in_the_same_read_as_op7_still_gets_our_close_frame() -> Non
         assert server.state.value == "closed"  # the handshake completed
     else:
         raise AssertionError("the close frame was not seen")
-    assert client.state is State.RECONNECTING and client.should_resume  # spec 52: resumable
+    assert client.state is State.RECONNECTING and client.should_resume  # protocol 52: resumable
 
 
 def test_op9_then_close_in_one_read_answers_with_a_close_frame() -> None:
-    """The same race with op 9 d:false followed by 4003 (spec 56)."""
+    """The same race with op 9 d:false followed by 4003 (protocol 56)."""
     client, server = _ready_pair()
     server.inject(SendInvalidSession(resumable=False), 1.0)
     server.inject(Close(4003), 1.0)
@@ -90,7 +90,7 @@ def test_op9_then_close_in_one_read_answers_with_a_close_frame() -> None:
         assert any(isinstance(f, CloseConnection) for f in _client_frames(closed.data))
     else:
         raise AssertionError("the close frame was not seen")
-    assert not client.should_resume  # op 9 d:false: a new session (spec 28)
+    assert not client.should_resume  # op 9 d:false: a new session (protocol 28)
 
 
 def _hello_pair() -> tuple[DiscordConnection, GatewayServer]:
@@ -105,7 +105,7 @@ def _hello_pair() -> tuple[DiscordConnection, GatewayServer]:
 
 
 def test_ready_after_our_close_frame_still_names_the_session() -> None:
-    """Invariant "sequence is the model's last seq" (spec 6, 22, 30).
+    """Invariant "sequence is the model's last seq" (protocol 6, 22, 30).
 
     The client identified, then closed with 4000 before READY arrived. READY
     was rejected as "READY in state closing" but its s=1 was kept: a sequence
@@ -123,7 +123,7 @@ def test_ready_after_our_close_frame_still_names_the_session() -> None:
     assert [type(e).__name__ for e in events] == ["Hello", "Ready"]
     assert client.state is State.RECONNECTING
     assert client.session_id is not None and client.sequence == 1
-    assert client.should_resume  # 4000 keeps the session (spec 30)
+    assert client.should_resume  # 4000 keeps the session (protocol 30)
 
 
 def test_resumed_after_our_close_frame_is_delivered_once() -> None:
@@ -147,7 +147,7 @@ def test_resumed_after_our_close_frame_is_delivered_once() -> None:
 
 
 def test_a_rejected_ready_does_not_move_the_sequence() -> None:
-    """Invariant "sequence is the model's last seq" (spec 6, 26).
+    """Invariant "sequence is the model's last seq" (protocol 6, 26).
 
     A payload the client rejects as invalid must not leave its s behind in
     ``sequence``: the next RESUME would claim a dispatch never delivered.
@@ -182,7 +182,7 @@ def _resume(client: DiscordConnection, store: SessionStore, now: float) -> Gatew
 
 
 def test_a_replayed_resumed_does_not_livelock_the_session() -> None:
-    """Teardown invariant "the world settles back to READY" (spec 24): the
+    """Teardown invariant "the world settles back to READY" (protocol 24): the
     "OPEN: did not settle" finding, 1,505 connections in the shrunk run.
 
     The local gateway logs RESUMED in the session like any dispatch. A resume
@@ -245,7 +245,7 @@ def test_an_invalid_dispatch_in_the_replay_costs_a_reconnect_not_a_loop() -> Non
 
 
 def test_what_crosses_an_op9_false_is_not_delivered() -> None:
-    """Invariant "every dispatch belongs to the model's session" (spec 28).
+    """Invariant "every dispatch belongs to the model's session" (protocol 28).
 
     The gateway sent op 9 false while our RESUME was in flight, then answered
     the RESUME with its replay and RESUMED. The client had dropped the session

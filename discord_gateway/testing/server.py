@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState as WsState
@@ -56,6 +56,7 @@ from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 from ..codec import MAX_SEND_SIZE, ZLIB_SUFFIX, json_dumps, json_loads
 from ..opcodes import CloseCode, Opcode, close_policy
 from . import faults as _f
+from . import http as _http
 from .profiles import PRE_READY_EVENT, Deviations
 
 __all__ = (
@@ -97,8 +98,6 @@ _CLIENT_OPS = frozenset(
 #: What may be sent before IDENTIFY/RESUME succeeded (protocol 18).
 _UNAUTHENTICATED_OPS = frozenset({Opcode.HEARTBEAT, Opcode.IDENTIFY, Opcode.RESUME})
 
-_MAX_HTTP_HEAD = 16 * 1024  # the whole request head, complete or not (HTTP 431 beyond)
-_MAX_HTTP_HEADERS = 100  # header lines in one request head (HTTP 431 beyond)
 _CLOSE_TIMEOUT = 5.0  # seconds we wait for the client's close frame before dropping TCP
 #: Snowflakes are unsigned 64-bit integers, sent as strings (ints accepted too).
 _MAX_SNOWFLAKE = (1 << 64) - 1
@@ -251,25 +250,6 @@ class _CloseScanner:
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _split_target(target: str) -> tuple[str, str] | None:
-    """A request target's path and query; ``None`` if it is not a valid URL."""
-    if not target or any(c in target for c in " \x00"):
-        return None
-    try:
-        split = urlsplit(target)
-    except ValueError:  # e.g. ``http://[``
-        return None
-    return split.path, split.query
-
-
-def _idna_host(host: str) -> bool:
-    try:
-        host.encode("latin-1").decode("idna")
-    except UnicodeError:
-        return False
-    return True
 
 
 def _is_snowflake(value: Any) -> bool:
@@ -579,7 +559,7 @@ class GatewayServer:
         """
         head = self._http_head + data
         end = head.find(b"\r\n\r\n")
-        if end > _MAX_HTTP_HEAD or (end < 0 and len(head) > _MAX_HTTP_HEAD):
+        if end > _http.MAX_HEAD or (end < 0 and len(head) > _http.MAX_HEAD):
             self._http_reply(431, {"message": "Request header fields too large", "code": 0})
             return b""
         if end < 0:
@@ -587,7 +567,7 @@ class GatewayServer:
             return b""
         self._http_head = b""
         lines = head[:end].decode("latin-1").split("\r\n")
-        if len(lines) > _MAX_HTTP_HEADERS + 1:
+        if len(lines) > _http.MAX_HEADERS + 1:
             self._http_reply(431, {"message": "Request header fields too large", "code": 0})
             return b""
         parts = lines[0].split(" ")
@@ -598,7 +578,11 @@ class GatewayServer:
                 self._http_reply(400, {"message": "400: Bad Request", "code": 0})
                 return b""
             headers[name.lower()] = value.strip()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or _split_target(parts[1]) is None:
+        if (
+            len(parts) != 3
+            or not parts[2].startswith("HTTP/1.")
+            or _http.split_target(parts[1]) is None
+        ):
             self._http_reply(400, {"message": "400: Bad Request", "code": 0})
             return b""
         method, target, version = parts
@@ -614,7 +598,7 @@ class GatewayServer:
                     [("Sec-WebSocket-Version", "13")],
                 )
                 return b""
-            if not head[:end].isascii() or not _idna_host(
+            if not head[:end].isascii() or not _http.idna_host(
                 headers.get("host", "")
             ):  # wsproto would raise on these: non-ASCII bytes, a host that is not IDNA
                 self._http_reply(400, {"message": "400: Bad Request", "code": 0})
@@ -629,7 +613,7 @@ class GatewayServer:
 
     def _answer_http(self, method: str, target: str, headers: Mapping[str, str]) -> None:
         """``GET /api/v{n}/gateway`` and ``/gateway/bot`` (protocol 46)."""
-        split = _split_target(target)
+        split = _http.split_target(target)
         assert split is not None  # checked by _read_http_head
         path = split[0].rstrip("/")
         segments = path.split("/")
@@ -665,26 +649,7 @@ class GatewayServer:
     def _http_reply(
         self, status: int, body: Any, headers: list[tuple[str, str]] | None = None
     ) -> None:
-        reasons = {
-            200: "OK",
-            400: "Bad Request",
-            401: "Unauthorized",
-            404: "Not Found",
-            405: "Method Not Allowed",
-            408: "Request Timeout",
-            426: "Upgrade Required",
-            431: "Request Header Fields Too Large",
-        }
-        raw = json_dumps(body)
-        extra = "".join(f"{name}: {value}\r\n" for name, value in headers or ())
-        head = (
-            f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(raw)}\r\n"
-            f"{extra}"
-            "Connection: close\r\n\r\n"
-        )
-        self._out.append(head.encode() + raw)
+        self._out.append(_http.response(status, body, headers))
         self.state = ConnectionState.CLOSED
         self.closed_by = "server"
         if status >= 400:
@@ -716,7 +681,7 @@ class GatewayServer:
             bytes(name).decode("latin-1").lower(): bytes(value).decode("latin-1")
             for name, value in request.extra_headers
         }
-        split = _split_target(request.target)
+        split = _http.split_target(request.target)
         assert split is not None  # checked by _read_http_head
         query = parse_qs(split[1])
         encoding = query.get("encoding", ["json"])[0]

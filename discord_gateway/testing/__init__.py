@@ -1,7 +1,10 @@
 """A local Discord gateway for tests, demos and offline bot development.
 
-``GatewayServer`` is the sans-I/O server (one per connection) over a shared
-``SessionStore``; ``serve()`` runs it on 127.0.0.1 with asyncio (plain ``ws://``
+``GatewayServer`` is the sans-I/O server (one per connection, the gateway
+protocol: :mod:`discord_gateway.testing.server`) over a shared ``SessionStore``
+(sessions, their TTL and RESUME replays: :mod:`discord_gateway.testing.sessions`);
+its first request's HTTP helpers are in :mod:`discord_gateway.testing.http`.
+``serve()`` runs it on 127.0.0.1 with asyncio (plain ``ws://``
 or TLS) and also answers ``GET /api/v10/gateway`` and ``/gateway/bot``.
 Faults (op 7, op 9, closes, resets, stalls, dropped ACKs, ...) are in
 :mod:`discord_gateway.testing.faults`, deviant-server profiles (the ways real

@@ -11,11 +11,12 @@ Two objects, because Discord sessions outlive connections:
   dispatches (:meth:`~.sessions.SessionStore.dispatch`).
 * :class:`GatewayServer`, this module, is one TCP connection, server side: it
   parses the first HTTP request (a WebSocket upgrade, or a ``GET
-  /api/v10/gateway``; the head's limits and checks are in :mod:`.http`), then speaks the gateway over wsproto. Like wsproto and
-  the client core it does no I/O and reads no clock: feed it bytes with
-  ``receive_data(data, now)`` (``None`` = the transport was lost), write what
-  ``data_to_send()`` returns, and call ``handle_timer(now)`` at
-  ``next_deadline()``. Its configuration (:class:`ServerConfig`) is here too.
+  /api/v10/gateway``; the head's limits and checks are in :mod:`.http`), then
+  speaks the gateway over wsproto. Like wsproto and the client core it does no
+  I/O and reads no clock: feed it bytes with ``receive_data(data, now)``
+  (``None`` = the transport was lost), write what ``data_to_send()`` returns,
+  and call ``handle_timer(now)`` at ``next_deadline()``. Its configuration
+  (:class:`ServerConfig`) is here too.
 
 It enforces Discord's rules the way Discord does (checklist sections D, F, H,
 K); each check cites its spec item. Misbehaviour on purpose is in

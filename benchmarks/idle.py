@@ -14,6 +14,12 @@ Discord's). This process starts N ``discord_gateway.adapters.asyncio.Shard``s
   random()``, as Discord asks), so the round trips are spread over the interval:
   each one wakes the loop on its own.
 
+``--floor`` measures the same pattern without this library: N bare
+``asyncio.Protocol``s on loopback TCP to an echo server in its own process,
+each writing 20 bytes at its own jittered time every 41.25 s and reading the
+echo (two loop wake-ups per round trip, as ours). Ours minus the floor is what
+the adapter, the driver and the core add.
+
 Not run by CI; figures in benchmarks/README.md.
 """
 
@@ -22,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import random
+import resource
 import subprocess
 import sys
 import time
@@ -38,7 +46,9 @@ async def serve() -> None:
     from discord_gateway.testing import ServerConfig
     from discord_gateway.testing import serve as serve_gateway
 
-    config = ServerConfig(heartbeat_interval=41.25, send_guild_creates=False)
+    config = ServerConfig(
+        heartbeat_interval=41.25, send_guild_creates=False, enforce_identify_concurrency=False
+    )
     async with serve_gateway(config) as gateway:
         print(gateway.url, gateway.token, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -72,8 +82,11 @@ async def measure(
         profiler = cProfile.Profile()
         profiler.enable()
     wall, cpu = time.perf_counter(), time.process_time()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.sleep(seconds)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user, system = after.ru_utime - usage.ru_utime, after.ru_stime - usage.ru_stime
     if profiler is not None:
         import pstats
 
@@ -86,8 +99,63 @@ async def measure(
         "shards": count,
         "seconds": wall,
         "cpu": cpu,
+        "user": user,
+        "system": system,
         "heartbeats": beats,
         "memory_per_shard": memory,
+    }
+
+
+async def serve_echo() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(4096):
+            writer.write(data)
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, backlog=4096)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+class _Beater(asyncio.Protocol):
+    """The floor's connection: 20 bytes every 41.25 s (first jittered), count the echoes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport, self.echoes = transport, 0
+        self.loop = asyncio.get_running_loop()
+        self.loop.call_at(self.loop.time() + 41.25 * random.random(), self.beat)
+
+    def beat(self) -> None:
+        self.transport.write(b"x" * 20)
+        self.loop.call_at(self.loop.time() + 41.25, self.beat)
+
+    def data_received(self, data: bytes) -> None:
+        self.echoes += 1
+
+
+async def measure_floor(port: int, count: int, seconds: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    beaters: list[_Beater] = []
+    for _ in range(count):
+        _, beater = await loop.create_connection(_Beater, "127.0.0.1", port)
+        beaters.append(beater)
+    gc.collect()
+    echoes = sum(b.echoes for b in beaters)
+    wall, cpu = time.perf_counter(), time.process_time()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    await asyncio.sleep(seconds)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    for beater in beaters:
+        beater.transport.abort()
+    return {
+        "shards": count,
+        "seconds": wall,
+        "cpu": cpu,
+        "user": after.ru_utime - usage.ru_utime,
+        "system": after.ru_stime - usage.ru_stime,
+        "heartbeats": sum(b.echoes for b in beaters) - echoes,
+        "memory_per_shard": 0.0,
     }
 
 
@@ -96,33 +164,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--shards", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--profile", action="store_true", help="cProfile the idle window")
+    ap.add_argument("--floor", action="store_true", help="bare asyncio protocols, no library")
     args = ap.parse_args(argv)
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"],
+        [sys.executable, __file__, "--serve-echo" if args.floor else "--serve"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None
-        url, token = server.stdout.readline().split()
-        result = asyncio.run(measure(url, token, args.shards, args.seconds, args.profile))
+        if args.floor:
+            port = int(server.stdout.readline())
+            result = asyncio.run(measure_floor(port, args.shards, args.seconds))
+        else:
+            url, token = server.stdout.readline().split()
+            result = asyncio.run(measure(url, token, args.shards, args.seconds, args.profile))
     finally:
         if server.stdin is not None:
             server.stdin.close()
         server.wait(30)
     n, secs, cpu, beats = result["shards"], result["seconds"], result["cpu"], result["heartbeats"]
-    print(f"# {n} idle asyncio shards, heartbeat 41.25 s (first one jittered), {secs:.0f} s")
-    print(f"memory per shard        {result['memory_per_shard'] / 1024:8.1f} KiB (tracemalloc)")
+    what = "bare asyncio protocols (floor)" if args.floor else "asyncio shards"
+    print(f"# {n} idle {what}, heartbeat 41.25 s (first one jittered), {secs:.0f} s")
+    if not args.floor:
+        memory = result["memory_per_shard"] / 1024
+        print(f"memory per shard        {memory:8.1f} KiB (tracemalloc)")
     print(f"CPU per shard per second {cpu / n / secs * 1e6:7.2f} us")
     print(f"heartbeat round trips   {beats:8d}")
     if beats:
         print(f"CPU per round trip      {cpu / beats * 1e6:8.1f} us (all idle CPU / round trips)")
+        user, system = result["user"] / beats * 1e6, result["system"] / beats * 1e6
+        print(f"  of which user, kernel {user:8.1f} us, {system:.1f} us (getrusage)")
     return result
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--serve"]:
         asyncio.run(serve())
+    elif sys.argv[1:] == ["--serve-echo"]:
+        asyncio.run(serve_echo())
     else:
         main()

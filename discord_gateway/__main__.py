@@ -105,6 +105,13 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse privileged intents with 4014, like an app without them enabled",
     )
+    parser.add_argument(
+        "--no-identify-limits",
+        action="store_true",
+        help="accept IDENTIFYs back to back, for bots restarted often: no op 9 for a second "
+        "IDENTIFY in a max_concurrency bucket within 5 s, no 4004 after 1000 sessions "
+        "(default: both enforced, like Discord)",
+    )
     parser.add_argument("--seed", default="0", help="seed for session ids and fault randomness")
     from .testing.profiles import PROFILES
 
@@ -139,6 +146,8 @@ def _serve(args: argparse.Namespace) -> int:
             heartbeat_interval=args.heartbeat_interval / 1000,
             session_ttl=args.session_ttl,
             allowed_intents=0 if args.no_privileged_intents else ServerConfig().allowed_intents,
+            enforce_identify_concurrency=not args.no_identify_limits,
+            enforce_session_start_limit=not args.no_identify_limits,
         )
     except ValueError as exc:  # ServerConfig's own checks
         return _fail("serve", str(exc))
@@ -190,6 +199,8 @@ def _serve(args: argparse.Namespace) -> int:
                 lines.append(f"  CA:      {ca_file} (trust it for wss://)")
             if deviations.names:
                 lines.append(f"  deviates from Discord: {', '.join(deviations.names)}")
+            if args.no_identify_limits:
+                lines.append("  identify limits: off (IDENTIFYs may come back to back)")
             lines.append("Serving until Ctrl-C.")
             print("\n".join(lines), flush=True)
             await gateway.serve_forever()

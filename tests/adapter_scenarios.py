@@ -1,4 +1,5 @@
-"""What the threading and trio adapter tests share: the local gateway in a thread.
+"""What the adapter tests share: the gateway's configuration, ``Recorder``, the
+stalled-consumer scenario, and for threading and trio the local gateway in a thread.
 
 The local gateway is asyncio; the threading and trio adapters cannot share its
 loop, so it runs in a thread of its own with its own loop. Everything that
@@ -9,15 +10,16 @@ through that loop with ``ThreadedGateway.call``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 import pytest
 
-from discord_gateway import Dispatch, Event
+from discord_gateway import Dispatch, Event, Ready
 from discord_gateway.testing import (
     ConnectionFaults,
     LocalGateway,
@@ -124,3 +126,43 @@ def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {predicate}")
         time.sleep(0.01)
+
+
+async def stall_then_catch_up(
+    bot: Recorder,
+    shard: Any,
+    dispatch: Callable[[str, Any], object],
+    sleep: Callable[[float], Awaitable[object]],
+    *,
+    limit: int,
+    total: int,
+) -> None:
+    """The async adapters' stalled consumer: after READY, the consumer stops reading
+    for longer than a heartbeat interval while ``total`` dispatches are pushed.
+
+    The shard's queue stays near ``limit`` (the bound, plus what one read held)
+    and the connection becomes a zombie (closed, later resumed); then the
+    consumer catches up into ``bot.events`` until it has every dispatch.
+    """
+    async for event in shard:
+        if isinstance(event, Ready):
+            break
+    peak = 0
+    for i in range(total):
+        dispatch("TEST", {"i": i})
+        await sleep(0.002)
+        peak = max(peak, shard.pending_events)
+    for _ in range(120):  # > 2 heartbeat intervals + the close timeout: a zombie
+        await sleep(0.01)
+        peak = max(peak, shard.pending_events)
+    assert peak <= 3 * limit, peak
+    async for event in shard:
+        bot.events.append(event)
+        if len(bot.tests()) == total:
+            break
+
+
+def assert_reading_was_paused(caplog: pytest.LogCaptureFixture) -> None:
+    """The bound was hit, and said so once per pause at WARNING."""
+    pauses = [r for r in caplog.records if "reading from the gateway is paused" in r.getMessage()]
+    assert pauses and all(r.levelno == logging.WARNING for r in pauses)

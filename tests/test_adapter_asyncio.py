@@ -7,14 +7,20 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from adapter_scenarios import (
+    CONFIG,
+    TLS,
+    Recorder,
+    assert_reading_was_paused,
+    stall_then_catch_up,
+)
 
-from discord_gateway import AuthenticationFailed, Disconnected, Dispatch, Event, Ready, Resumed
+from discord_gateway import AuthenticationFailed, Disconnected, Ready, Resumed
 from discord_gateway.adapters.asyncio import Shard
 from discord_gateway.testing import (
     AfterDispatches,
@@ -23,26 +29,21 @@ from discord_gateway.testing import (
     ResetConnection,
     SendInvalidSession,
     SendReconnect,
-    ServerConfig,
     Stall,
     serve,
     tls_contexts,
 )
-
-INTERVAL = 0.2  # seconds: short heartbeats keep these tests fast
-# op 9 scenarios re-identify 1-5 s later, sooner than protocol 21's 5 s bucket allows:
-# the identify concurrency limit is opted out of.
-CONFIG = ServerConfig(heartbeat_interval=INTERVAL, enforce_identify_concurrency=False)
 
 
 def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:
     asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-class Bot:
+class Bot(Recorder):
     """Runs a Shard and records what it yields."""
 
     def __init__(self, gateway: LocalGateway, tls: Any = None, **options: Any) -> None:
+        super().__init__()
         options.setdefault("rng", random.Random(0))
         options.setdefault("close_timeout", 0.5)
         self.shard = Shard(
@@ -52,8 +53,6 @@ class Bot:
             ssl_context=tls,
             **options,
         )
-        self.events: list[Event] = []
-        self.error: BaseException | None = None
 
     async def consume(self) -> None:
         try:
@@ -61,12 +60,6 @@ class Bot:
                 self.events.append(event)
         except Exception as exc:
             self.error = exc
-
-    def tests(self) -> list[int]:
-        return [e.data["i"] for e in self.events if isinstance(e, Dispatch) and e.name == "TEST"]
-
-    def count(self, kind: type[Event]) -> int:
-        return sum(1 for e in self.events if isinstance(e, kind))
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -100,9 +93,6 @@ async def push(gateway: LocalGateway, first: int, last: int) -> None:
     for i in range(first, last):
         gateway.dispatch("TEST", {"i": i})
         await asyncio.sleep(0.005)
-
-
-TLS = [pytest.param(False, id="ws"), pytest.param(True, id="wss")]
 
 
 @pytest.mark.parametrize("tls", TLS)
@@ -275,10 +265,8 @@ def test_a_fatal_stop_ends_the_recovery_loop() -> None:
 def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
     tls: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The consumer stops reading for longer than a heartbeat interval while the
-    # gateway pushes 200 dispatches: reading pauses at the bound (the connection
-    # becomes a zombie, closed and later resumed), and after catching up every
-    # dispatch arrives exactly once, in order.
+    # Reading pauses at the bound while the consumer stalls; after catching up
+    # every dispatch arrives exactly once, in order.
     limit, total = 20, 200
 
     async def main() -> None:
@@ -287,26 +275,12 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
         async with serve(CONFIG, ssl_context=server_tls) as gateway:
             bot = Bot(gateway, contexts.client if contexts else None, max_pending_events=limit)
             async with bot.shard:
-                async for event in bot.shard:
-                    if isinstance(event, Ready):
-                        break
-                peak = 0
-                for i in range(total):
-                    gateway.dispatch("TEST", {"i": i})
-                    await asyncio.sleep(0.002)
-                    peak = max(peak, bot.shard.pending_events)
-                for _ in range(120):  # > 2 heartbeat intervals + the close timeout: a zombie
-                    await asyncio.sleep(0.01)
-                    peak = max(peak, bot.shard.pending_events)
-                assert peak <= 3 * limit, peak  # the bound, plus what one read held
-                async for event in bot.shard:
-                    bot.events.append(event)
-                    if len(bot.tests()) == total:
-                        break
+                await stall_then_catch_up(
+                    bot, bot.shard, gateway.dispatch, asyncio.sleep, limit=limit, total=total
+                )
             assert bot.tests() == list(range(total))
             assert len(gateway.connections) >= 2  # the stall made a zombie; it was resumed
             assert not [c for c in gateway.connections[1:] if 2 in [r.op for r in c.received]]
 
     run(main(), timeout=30)
-    pauses = [r for r in caplog.records if "reading from the gateway is paused" in r.getMessage()]
-    assert pauses and all(r.levelno == logging.WARNING for r in pauses)
+    assert_reading_was_paused(caplog)

@@ -129,6 +129,14 @@ def resumed(events: list[Event]) -> bool:
     return any(isinstance(e, Resumed) for e in events)
 
 
+def serve_identify(conn: Conn) -> None:
+    """A well-behaved start: HELLO, expect IDENTIFY, READY (s=1)."""
+    conn.accept()
+    conn.write(text(HELLO))
+    assert conn.read_op()["op"] == 2
+    conn.write(text(ready()))
+
+
 def serve_resume(conn: Conn) -> None:
     """A well-behaved second connection: HELLO, expect RESUME, RESUMED, then idle."""
     conn.accept()
@@ -147,10 +155,7 @@ def test_a_ping_right_after_op_7_is_survived_and_the_session_resumed(
         if index > 0:
             serve_resume(conn)
             return
-        conn.accept()
-        conn.write(text(HELLO))
-        assert conn.read_op()["op"] == 2
-        conn.write(text(ready()))
+        serve_identify(conn)
         conn.write(text({"op": 7, "d": None}) + frame(PING, b"are you there"))
         conn.until_close()
 
@@ -173,10 +178,7 @@ def test_a_ping_after_the_clients_close_frame_still_closes_cleanly(
     codes: list[int | None] = []
 
     def script(conn: Conn, index: int) -> None:
-        conn.accept()
-        conn.write(text(HELLO))
-        assert conn.read_op()["op"] == 2
-        conn.write(text(ready()))
+        serve_identify(conn)
         codes.append(conn.until_close(answer=False))
         conn.write(frame(PING, b"late") + close(1000))
         conn.until_close()
@@ -256,10 +258,7 @@ def test_a_text_frame_over_the_cap_is_refused_and_the_session_resumed(
         if index > 0:
             serve_resume(conn)
             return
-        conn.accept()
-        conn.write(text(HELLO))
-        assert conn.read_op()["op"] == 2
-        conn.write(text(ready()))
+        serve_identify(conn)
         blob = "x" * 100_000
         conn.write(text({"op": 0, "s": 2, "t": "BIG", "d": {"blob": blob}}))
         conn.until_close()

@@ -9,7 +9,6 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import base64
-import logging
 import random
 import socket
 import threading
@@ -18,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from adapter_scenarios import TLS, Recorder, ThreadedGateway, until
+from adapter_scenarios import TLS, Recorder, ThreadedGateway, assert_reading_was_paused, until
 
 from discord_gateway import (
     AuthenticationFailed,
@@ -329,5 +328,4 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
         assert bot.tests() == list(range(total))
         assert gateway.connection_count() >= 2  # the stall made a zombie; it was resumed
         assert all(2 not in gateway.ops(i) for i in range(1, gateway.connection_count()))
-    pauses = [r for r in caplog.records if "reading from the gateway is paused" in r.getMessage()]
-    assert pauses and all(r.levelno == logging.WARNING for r in pauses)
+    assert_reading_was_paused(caplog)

@@ -130,7 +130,16 @@ def test_connect_without_a_token_is_one_line_and_exit_2() -> None:
 @pytest.mark.parametrize(
     ("command", "defaults"),
     [
-        ("serve", ["(default: 127.0.0.1)", "(default: 0)", "(default: 41250)", "(default: 120.0)"]),
+        (
+            "serve",
+            [
+                "(default: 127.0.0.1)",
+                "(default: 0)",
+                "(default: 41250)",
+                "(default: 120.0)",
+                "(default: both enforced, like Discord)",
+            ],
+        ),
         ("demo", ["(default: 6.0)"]),
         ("connect", ["(default: 513)", "(default: https://discord.com/api/v10)"]),
     ],

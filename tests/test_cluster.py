@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +66,49 @@ def test_without_the_redis_client_the_redis_names_say_what_to_install() -> None:
         "    raise AssertionError('no ImportError')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_stopping_node_processes_terminates_and_kills_only_what_ignores_sigterm() -> None:
+    from discord_gateway.cluster.demo import stop_processes
+
+    wait = "import signal, sys, time\n{}print('ready', flush=True)\ntime.sleep(60)\n"
+    polite = wait.format("")
+    deaf = wait.format("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n")
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        for code in (polite, deaf)
+    ]
+    for process in processes:
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+
+    async def main() -> tuple[float, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.get_running_loop().create_task(tick())
+        started = time.monotonic()
+        await stop_processes(processes, grace=0.5)
+        ticker.cancel()
+        return time.monotonic() - started, ticks
+
+    try:
+        took, ticks = asyncio.run(main())
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+    assert processes[0].returncode == -signal.SIGTERM
+    assert processes[1].returncode == -signal.SIGKILL  # after its grace
+    assert took >= 0.5
+    assert ticks >= 10  # the event loop ran while they were waited for
 
 
 def test_a_saved_resume_url_the_core_refuses_is_dropped() -> None:

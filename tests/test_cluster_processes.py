@@ -35,6 +35,7 @@ from redis_server import RedisServer, needs_redis, running_redis
 redis = pytest.importorskip("redis.asyncio", reason="the redis extra is not installed")
 
 from discord_gateway.cluster import consume, send_command  # noqa: E402
+from discord_gateway.cluster.demo import stop_processes  # noqa: E402
 
 pytestmark = [needs_redis, pytest.mark.slow]
 
@@ -89,17 +90,7 @@ class Nodes:
         assert process.returncode == 0
 
     async def stop_all(self) -> None:
-        """SIGTERM, waiting without blocking the loop (the gateway answers their closes)."""
-        for process in self.processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            for _ in range(200):
-                if process.poll() is not None:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                process.kill()
-                process.wait()
+        await stop_processes(self.processes.values())
         self.processes.clear()
 
 

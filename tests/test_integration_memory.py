@@ -1,41 +1,32 @@
 """The sans-I/O client core against the local gateway, in memory and in virtual time.
 
-``Bot`` is the smallest honest driver of ``DiscordConnection``: it identifies or
-resumes on HELLO, writes whatever either side produces, runs both sides'
-timers, and reconnects when the client says the WebSocket is gone. The
-invariant every scenario checks: across all connections, the bot sees every
-dispatch of its session exactly once, in seq order - nothing lost, nothing
-duplicated.
+``Bot`` is the smallest honest driver of ``DiscordConnection`` (its wiring is
+``tests/memory_link.py``): it identifies or resumes on HELLO, writes whatever
+either side produces, runs both sides' timers, and reconnects when the client
+says the WebSocket is gone. The invariant every scenario checks: across all
+connections, the bot sees every dispatch of its session exactly once, in seq
+order - nothing lost, nothing duplicated.
 """
 
 from __future__ import annotations
-
-import random
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from discord_gateway import (
-    CloseDiscordConnection,
-    DiscordConnection,
     Dispatch,
-    Event,
     Hello,
     Ready,
-    RemoteProtocolError,
     Resumed,
     State,
 )
 from discord_gateway.testing import (
-    DEFAULT_TOKEN,
     AfterDispatches,
     Close,
     ConnectionFaults,
     ConnectionState,
     CorruptCompressed,
-    GatewayServer,
     InvalidateSession,
     OnHeartbeat,
     ResetConnection,
@@ -47,133 +38,13 @@ from discord_gateway.testing import (
     SessionStore,
     Stall,
 )
+from tests.memory_link import MemoryLink
 
 INTERVAL = 10.0
 
 
-class Bot:
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        faults: Callable[[int], ConnectionFaults | None] = lambda n: None,
-        **client_kwargs: object,
-    ) -> None:
-        self.store = store
-        self.now = 0.0
-        self.faults = faults
-        self.client = DiscordConnection(
-            store.config.url,
-            rng=random.Random(7),
-            clock=lambda: self.now,
-            **client_kwargs,  # type: ignore[arg-type]
-        )
-        self.events: list[Event] = []
-        self.closes: list[int | None] = []
-        self.servers: list[GatewayServer] = []
-        self.server: GatewayServer | None = None
-        self.reconnect_at: float | None = None
-        self.targets: list[str] = []  # the URL of each connection
-        self.garbage: list[str] = []  # RemoteProtocolError messages
-        self.open()
-
-    # -- wiring --------------------------------------------------------------
-
-    def open(self) -> None:
-        self.reconnect_at = None
-        self.server = GatewayServer(
-            self.store, now=self.now, faults=self.faults(len(self.servers) + 1)
-        )
-        self.servers.append(self.server)
-        self.targets.append(self.client.url)
-        self.to_server(self.client.connect())
-        self.pump()
-
-    def to_server(self, data: bytes) -> None:
-        assert self.server is not None
-        self.server.receive_data(data, self.now)
-
-    def to_client(self, data: bytes | None) -> None:
-        try:
-            out = self.client.receive(data, self.now)
-        except CloseDiscordConnection as closed:
-            self.socket_gone(closed)
-            return
-        except RemoteProtocolError as garbage:  # the client is closing with 4000
-            out = [garbage.data]
-            self.garbage.append(str(garbage))
-        for chunk in out:
-            self.to_server(chunk)
-        self.react()
-
-    def socket_gone(self, closed: CloseDiscordConnection) -> None:
-        server = self.server
-        assert server is not None
-        if closed.data:
-            server.receive_data(closed.data, self.now)
-        server.receive_data(None, self.now)  # we drop the socket
-        self.closes.append(closed.code)
-        self.server = None
-        self.react()
-        if self.client.should_reconnect():
-            self.reconnect_at = self.now + self.client.reconnect()
-
-    def react(self) -> None:
-        for event in self.client.events():
-            self.events.append(event)
-            if isinstance(event, Hello):
-                if self.client.should_resume:
-                    self.to_server(self.client.resume(DEFAULT_TOKEN))
-                else:
-                    self.to_server(self.client.identify(token=DEFAULT_TOKEN, intents=513))
-
-    def pump(self) -> None:
-        """Deliver server output until both sides are quiet."""
-        while self.server is not None:
-            server = self.server
-            chunks = server.data_to_send()
-            for chunk in chunks:
-                if self.server is server:
-                    self.to_client(chunk)
-            if self.server is not server:
-                continue
-            if server.aborted or (not chunks and server.state is ConnectionState.CLOSED):
-                self.to_client(None)  # the server dropped TCP
-                continue
-            if not chunks:
-                return
-
-    def advance(self, until: float) -> None:
-        """Run both sides' timers (and reconnects) up to ``until``."""
-        while True:
-            deadlines = [
-                t
-                for t in (
-                    self.client.next_deadline() if self.server is not None else None,
-                    self.server.next_deadline() if self.server is not None else None,
-                    self.reconnect_at,
-                )
-                if t is not None
-            ]
-            when = min(deadlines, default=None)
-            if when is None or when > until:
-                self.now = until
-                return
-            self.now = max(self.now, when)
-            if self.reconnect_at is not None and self.now >= self.reconnect_at:
-                self.open()
-                continue
-            assert self.server is not None
-            self.server.handle_timer(self.now)
-            if self.server is not None:
-                try:
-                    out = self.client.handle_timer(self.now)
-                except CloseDiscordConnection as closed:
-                    self.socket_gone(closed)
-                    continue
-                for chunk in out:
-                    self.to_server(chunk)
-            self.pump()
+class Bot(MemoryLink):
+    """The driver (``tests/memory_link.py``) and what the scenarios read of it."""
 
     def push(self, count: int, start: int = 0) -> None:
         for n in range(start, start + count):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -832,3 +835,43 @@ def test_inclusive_replay_sends_the_clients_last_event_again_first() -> None:
     fresh = identified(s)
     fourth = resume_after(s, fresh, 1)  # its last event was READY
     assert fourth.dispatches() == [(2, "RESUMED")]
+
+
+# -- the package's modules --------------------------------------------------------
+
+_TESTING_MODULES = sorted(
+    path.stem
+    for path in (Path(__file__).resolve().parent.parent / "discord_gateway" / "testing").glob(
+        "*.py"
+    )
+    if path.stem != "__init__"
+)
+
+
+@pytest.mark.parametrize("module", _TESTING_MODULES)
+def test_every_module_of_the_local_gateway_can_be_imported_first(module: str) -> None:
+    # Invariant: no import cycle inside discord_gateway.testing. The package's
+    # __init__ imports its modules in one order, which hides a cycle (sessions ->
+    # server -> sessions worked only because server came first), so the fresh
+    # interpreter stands in an empty package and imports ``module`` first.
+    code = (
+        "import importlib, sys, types, discord_gateway\n"
+        "package = types.ModuleType('discord_gateway.testing')\n"
+        "package.__path__ = [discord_gateway.__path__[0] + '/testing']\n"
+        "sys.modules[package.__name__] = package\n"
+        f"importlib.import_module('discord_gateway.testing.{module}')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    plain = [sys.executable, "-c", f"import discord_gateway.testing.{module}"]
+    assert subprocess.run(plain, capture_output=True).returncode == 0
+
+
+def test_the_configuration_keeps_its_import_paths() -> None:
+    from discord_gateway import testing
+    from discord_gateway.testing import _config, server, sessions
+
+    for name in ("ServerConfig", "ConnectionState", "DEFAULT_TOKEN", "PRIVILEGED_INTENTS"):
+        assert getattr(server, name) is getattr(_config, name) is getattr(testing, name), name
+    for name in ("Session", "SessionStore"):
+        assert getattr(server, name) is getattr(sessions, name) is getattr(testing, name), name

@@ -21,6 +21,7 @@ from discord_gateway import (
     Dispatch,
     Event,
     Hello,
+    InvalidSession,
     Ready,
 )
 from discord_gateway.testing import (
@@ -207,6 +208,49 @@ def test_cli_serve_prints_url_and_token_and_stops_on_ctrl_c() -> None:
         assert "REST GET /api/v10/gateway -> 200" in log  # lifecycle logging
     finally:
         if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("limits", ["enforced", "off"])
+def test_cli_serve_no_identify_limits_accepts_identifies_back_to_back(limits: str) -> None:
+    flags = ["--no-identify-limits"] if limits == "off" else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "discord_gateway", "serve", "--port", "0", "--quiet", *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        banner = [proc.stdout.readline().strip()]
+        while banner[-1] not in ("Serving until Ctrl-C.", ""):
+            banner.append(proc.stdout.readline().strip())
+        assert any("identify limits: off" in line for line in banner) == (limits == "off")
+        gateway = serve()  # only for its url and token
+        gateway.port = int(banner[0].rsplit(":", 1)[1].strip("/"))
+
+        async def two_identifies() -> None:
+            first, second = Client(gateway), Client(gateway)
+            for client in (first, second):  # the same bucket, well within 5 s
+                await client.open()
+                await client.until(lambda c=client: any(isinstance(e, Hello) for e in c.events))
+                client.send(client.conn.identify(token=gateway.token, intents=1))
+                await client.until(
+                    lambda c=client: any(isinstance(e, (Ready, InvalidSession)) for e in c.events)
+                )
+            assert any(isinstance(e, Ready) for e in first.events)
+            second_ready = any(isinstance(e, Ready) for e in second.events)
+            assert second_ready == (limits == "off")  # enforced: op 9 (protocol 21)
+            for client in (first, second):
+                client.writer.close()
+
+        run(two_identifies())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
 

@@ -203,3 +203,32 @@ def test_control_api_refuses_what_it_cannot_do() -> None:
             assert (await http(gateway, "GET", "/elsewhere"))[0] == 404  # not under /api
 
     run(main())
+
+
+def test_rest_answers_are_complete_http_responses_and_a_huge_body_is_refused() -> None:
+    async def exchange(gateway: LocalGateway, request: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+        writer.write(request)
+        answer = await reader.read()  # the server closes after answering
+        writer.close()
+        return answer
+
+    async def main() -> None:
+        async with serve() as gateway:
+            answer = await exchange(gateway, b"GET /api/v10/gateway HTTP/1.1\r\nHost: x\r\n\r\n")
+            body = json.dumps({"url": gateway.url}, separators=(",", ":")).encode()
+            assert answer == (
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            huge = (
+                b"POST /api/v10/channels/1/messages HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 99999999\r\n\r\n"
+            )
+            head, _, body = (await exchange(gateway, huge)).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), head
+            assert json.loads(body) == {"message": "Request entity too large", "code": 0}
+            # the huge one was refused before it reached the routes
+            assert [r.route for r in gateway.rest.requests] == ["gateway"]
+
+    run(main())

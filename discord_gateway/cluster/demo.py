@@ -20,12 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..testing import LocalGateway, ServerConfig, serve
 
-__all__ = ("run_cluster_demo",)
+__all__ = ("run_cluster_demo", "stop_processes")
 
 
 def _free_port() -> int:
@@ -62,6 +62,25 @@ def _redis_server() -> Iterator[str]:
                 time.sleep(0.05)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
+            process.kill()
+            process.wait()
+
+
+async def stop_processes(
+    processes: Iterable[subprocess.Popen[bytes]], *, grace: float = 10.0
+) -> None:
+    """SIGTERM every process, then wait for them without blocking the event loop
+    (a local gateway in this loop must still answer their closes); kill whichever
+    has not exited ``grace`` seconds after its turn came."""
+    started = list(processes)
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    for process in started:
+        deadline = loop.time() + grace
+        while process.poll() is None and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if process.poll() is None:
             process.kill()
             process.wait()
 
@@ -127,19 +146,6 @@ class _Demo:
                 raise RuntimeError("the demo timed out")
             await asyncio.sleep(0.05)
         self.show_new_greetings()
-
-    async def stop_nodes(self) -> None:
-        for process in self.nodes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in self.nodes.values():
-            for _ in range(200):
-                if process.poll() is not None:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                process.kill()
-                process.wait()
-        self.nodes.clear()
 
 
 async def _main(redis_url: str, shards: int, concurrency: int, lease: float) -> int:
@@ -244,7 +250,8 @@ async def _main(redis_url: str, shards: int, concurrency: int, lease: float) -> 
             if traffic is not None:
                 traffic.cancel()
                 await asyncio.gather(traffic, return_exceptions=True)
-            await demo.stop_nodes()
+            await stop_processes(demo.nodes.values())
+            demo.nodes.clear()
             await client.aclose()
     print("done" if ok else "FAILED", flush=True)
     return 0 if ok else 1

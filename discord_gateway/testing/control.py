@@ -41,7 +41,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..codec import json_loads
 from . import faults as _f
-from .rest import HttpRequest, http_response, parse_head
+from . import http as _http
+from .rest import HttpRequest, parse_head
 
 if TYPE_CHECKING:
     from .serve import LocalGateway
@@ -123,7 +124,7 @@ async def handle_http(
     length = request.content_length
     try:
         if length > _MAX_BODY:
-            writer.write(http_response(413, {"message": "Request entity too large", "code": 0}))
+            writer.write(_http.response(413, {"message": "Request entity too large", "code": 0}))
             return
         while len(body) < length:
             chunk = await asyncio.wait_for(reader.read(length - len(body)), _READ_TIMEOUT)
@@ -134,7 +135,7 @@ async def handle_http(
             status, answer = await _control(gateway, request, body)
         else:
             status, answer = gateway.rest.answer(request, body)
-        writer.write(http_response(status, answer))
+        writer.write(_http.response(status, answer))
         await writer.drain()
     except (asyncio.TimeoutError, ConnectionError, OSError):
         pass

@@ -4,7 +4,8 @@ Every connection to the local gateway starts with one HTTP/1.1 request: a
 WebSocket upgrade (handed to wsproto once its head is valid) or a plain ``GET
 /api/v10/gateway``. :class:`~.server.GatewayServer` buffers and checks that head
 (:meth:`~.server.GatewayServer._read_http_head`) with these helpers and answers
-non-upgrades with :func:`response`. Pure functions: no I/O, no state.
+non-upgrades with :func:`response`, which :mod:`.control` also uses for the REST
+and control routes on the same port. Pure functions: no I/O, no state.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    413: "Payload Too Large",
     426: "Upgrade Required",
     431: "Request Header Fields Too Large",
 }

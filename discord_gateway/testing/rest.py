@@ -22,20 +22,9 @@ from ..codec import json_loads
 if TYPE_CHECKING:
     from .server import SessionStore
 
-__all__ = ("HttpRequest", "RestApi", "RestRequest", "http_response", "parse_head")
+__all__ = ("HttpRequest", "RestApi", "RestRequest", "parse_head")
 
 logger = logging.getLogger("discord_gateway.testing")
-
-_REASONS = {
-    200: "OK",
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Payload Too Large",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +56,6 @@ def parse_head(head: bytes) -> HttpRequest | None:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return HttpRequest(parts[0], parts[1], headers)
-
-
-def http_response(status: int, body: Any) -> bytes:
-    """A complete HTTP/1.1 response with a JSON body; the connection closes after it."""
-    from ..codec import json_dumps
-
-    raw = b"" if status == 204 else json_dumps(body)
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(raw)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + raw
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ Two objects, because Discord sessions outlive connections:
   I/O and reads no clock: feed it bytes with ``receive_data(data, now)``
   (``None`` = the transport was lost), write what ``data_to_send()`` returns,
   and call ``handle_timer(now)`` at ``next_deadline()``. Its configuration
-  (:class:`ServerConfig`) is here too.
+  (:class:`ServerConfig`, in :mod:`._config`) is re-exported here.
 
 It enforces Discord's rules the way Discord does (checklist sections D, F, H,
 K); each check cites its spec item. Misbehaviour on purpose is in
@@ -27,14 +27,13 @@ K); each check cites its spec item. Misbehaviour on purpose is in
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import random
 import traceback
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 from urllib.parse import parse_qs
 
@@ -54,11 +53,13 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
-from ..codec import MAX_SEND_SIZE, ZLIB_SUFFIX, json_dumps, json_loads
+from ..codec import ZLIB_SUFFIX, json_dumps, json_loads
 from ..opcodes import CloseCode, Opcode, close_policy
 from . import faults as _f
 from . import http as _http
+from ._config import DEFAULT_TOKEN, PRIVILEGED_INTENTS, ConnectionState, ServerConfig
 from .profiles import PRE_READY_EVENT, Deviations
+from .sessions import Session, SessionStore
 
 __all__ = (
     "DEFAULT_TOKEN",
@@ -74,12 +75,6 @@ __all__ = (
 
 logger = logging.getLogger("discord_gateway.testing")
 
-#: The token a default :class:`ServerConfig` accepts. Shaped like Discord's (issue 16):
-#: its first part is the default bot user's id in base64 (``world.bot_token``).
-DEFAULT_TOKEN = "MTg5NjE4NjMxNjkwMTY0OTYxOQ.GLocal.ZGlzY29yZC1nYXRld2F5LWxvY2Fs"
-
-#: GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT (protocol 19).
-PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
 #: Every intent bit Discord defines today; any other bit is "invalid" (4013).
 KNOWN_INTENTS = sum(1 << bit for bit in (*range(17), 20, 21, 24, 25))
 
@@ -99,88 +94,9 @@ _CLIENT_OPS = frozenset(
 #: What may be sent before IDENTIFY/RESUME succeeded (protocol 18).
 _UNAUTHENTICATED_OPS = frozenset({Opcode.HEARTBEAT, Opcode.IDENTIFY, Opcode.RESUME})
 
-_CLOSE_TIMEOUT = 5.0  # seconds we wait for the client's close frame before dropping TCP
 #: Snowflakes are unsigned 64-bit integers, sent as strings (ints accepted too).
 _MAX_SNOWFLAKE = (1 << 64) - 1
 _STATUSES = frozenset({"online", "dnd", "idle", "invisible", "offline"})
-
-
-def _default_user() -> dict[str, Any]:
-    return {
-        "id": "1896186316901649619",
-        "username": "LocalBot",
-        "discriminator": "0000",
-        "global_name": None,
-        "avatar": None,
-        "bot": True,
-        "verified": True,
-        "mfa_enabled": False,
-        "flags": 0,
-        "email": None,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """How the local gateway behaves. Times are seconds; HELLO carries ms.
-
-    ``url``/``resume_gateway_url`` are what ``/gateway`` and READY advertise
-    (``serve()`` fills them in once it knows its port; ``resume_gateway_url``
-    defaults to ``url``). ``allowed_intents`` is which privileged intents the
-    "application" has enabled (protocol 19; all by default).
-    ``enforce_identify_concurrency`` answers a second IDENTIFY in the same
-    ``shard_id % max_concurrency`` bucket within 5 s with op 9 (protocol 21), and
-    ``enforce_session_start_limit`` closes an IDENTIFY beyond
-    ``session_start_limit`` sessions with 4004 (Discord resets the token); both
-    on by default, like Discord: turn them off in tests that start sessions back
-    to back. ``write_timeout`` and ``max_write_buffer`` bound a client that
-    stops reading (``serve()`` resets it). ``handshake_timeout`` bounds the HTTP
-    request head and upgrade, ``close_timeout`` how long we wait for the client's
-    close frame after ours.
-    ``keep_closed_connections`` is how many closed connections
-    ``SessionStore.connections`` keeps as a record (their buffers and
-    compressors are released at close); older ones are forgotten. Each
-    connection's ``received`` and ``sent`` keep (at least) their newest
-    ``record_limit`` entries.
-    """
-
-    tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
-    heartbeat_interval: float = 41.25
-    heartbeat_grace: float = 5.0
-    heartbeat_timeout_close_code: int = CloseCode.SESSION_TIMED_OUT
-    session_ttl: float = 120.0
-    allowed_intents: int = PRIVILEGED_INTENTS
-    versions: frozenset[int] = frozenset({9, 10})
-    default_version: int = 10
-    url: str = "ws://127.0.0.1/"
-    resume_gateway_url: str | None = None
-    max_payload_size: int = MAX_SEND_SIZE
-    rate_limit: int = 120
-    rate_limit_window: float = 60.0
-    replay_limit: int = 10_000
-    payload_compression_threshold: int = 128
-    user: Mapping[str, Any] = field(default_factory=_default_user)
-    application_flags: int = 0
-    guild_ids: tuple[int, ...] = (961969618123483218, 931282703477784690)
-    send_guild_creates: bool = True
-    max_guilds_per_shard: int = 2500
-    recommended_shards: int = 1
-    max_concurrency: int = 1
-    enforce_identify_concurrency: bool = True
-    session_start_limit: int = 1000
-    enforce_session_start_limit: bool = True
-    handshake_timeout: float = 10.0
-    write_timeout: float = 10.0
-    max_write_buffer: int = 4 * 1024 * 1024
-    close_timeout: float = _CLOSE_TIMEOUT
-    keep_closed_connections: int = 1000
-    record_limit: int = 10_000
-
-    def __post_init__(self) -> None:
-        if self.heartbeat_interval <= 0:
-            raise ValueError("heartbeat_interval must be positive")
-        if not self.tokens:
-            raise ValueError("at least one token is needed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,14 +106,6 @@ class Received:
     op: int
     data: Any
     at: float
-
-
-class ConnectionState(enum.Enum):
-    HANDSHAKE = "handshake"  # waiting for the HTTP request
-    AWAITING_IDENTIFY = "awaiting_identify"  # HELLO sent, no session yet
-    CONNECTED = "connected"  # identified or resumed: dispatches flow
-    CLOSING = "closing"  # we sent a close frame and wait for the client's
-    CLOSED = "closed"  # nothing more to read or write
 
 
 _NOTHING: deque[float] = deque(maxlen=0)
@@ -1241,8 +1149,3 @@ class GatewayServer:
                 self._out.append(self._ws.send(TextMessage(data[start:end], True, finished)))
             else:
                 self._out.append(self._ws.send(BytesMessage(data[start:end], True, finished)))
-
-
-# Re-exported: the sessions moved to .sessions, which needs ServerConfig and
-# ConnectionState from here, so this import comes after both are defined.
-from .sessions import Session, SessionStore  # noqa: E402

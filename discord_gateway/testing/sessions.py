@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..opcodes import Opcode
+from ._config import ConnectionState, ServerConfig
 from .profiles import Deviations
-from .server import ConnectionState, ServerConfig
 from .world import World  # issue 16 hook: guilds, members and payloads come from the world
 
 if TYPE_CHECKING:

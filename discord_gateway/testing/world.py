@@ -592,7 +592,7 @@ class AnyToken(frozenset[str]):
 
     def __new__(cls, token: str | None = None) -> AnyToken:
         if token is None:
-            from .server import DEFAULT_TOKEN
+            from ._config import DEFAULT_TOKEN
 
             token = DEFAULT_TOKEN
         return super().__new__(cls, {token})

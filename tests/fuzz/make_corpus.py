@@ -21,26 +21,23 @@ regenerated corpus may differ in the zstd cases' bytes (not in what they say).
 from __future__ import annotations
 
 import json
-import random
 import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from discord_gateway import CloseDiscordConnection, DiscordConnection, Hello, RemoteProtocolError
 from discord_gateway.testing import (
     DEFAULT_TOKEN,
     Close,
     ConnectionFaults,
-    ConnectionState,
-    GatewayServer,
     SendHeartbeatRequest,
     SendInvalidSession,
     SendReconnect,
     ServerConfig,
     SessionStore,
 )
+from tests.memory_link import MemoryLink
 
 from .corpus import (
     ACCEPT_PLACEHOLDER,
@@ -70,8 +67,9 @@ CONFIGS: list[tuple[str, str, str | bool | None]] = [
 ]
 
 
-class Recorder:
-    """A client and the local gateway, wired in memory; records what the client reads."""
+class Recorder(MemoryLink):
+    """A client and the local gateway, wired in memory (``tests/memory_link.py``);
+    records what the client reads."""
 
     def __init__(
         self,
@@ -88,128 +86,18 @@ class Recorder:
             resume_gateway_url="wss://resume.gateway.local/",
             guild_ids=(961969618123483218,),
         )
-        self.store = SessionStore(config, seed=1)
-        self.token = token
-        self.faults = faults
-        self.now = 0.0
-        self.client = DiscordConnection(
-            CLIENT_URL,
+        self.encoding, self.compress = encoding, compress
+        super().__init__(
+            SessionStore(config, seed=1),
+            token=token,
+            faults=faults,
             encoding=encoding,
             compress=compress,
-            rng=random.Random(7),
-            clock=lambda: self.now,
         )
-        self.encoding, self.compress = encoding, compress
-        self.servers: list[GatewayServer] = []
-        self.server: GatewayServer | None = None
-        self.streams: list[bytearray] = []
-        self.requests: list[bytes] = []
-        self.reconnect_at: float | None = None
-        self.open()
-
-    def open(self) -> None:
-        self.reconnect_at = None
-        self.server = GatewayServer(
-            self.store, now=self.now, faults=self.faults(len(self.servers) + 1)
-        )
-        self.servers.append(self.server)
-        self.streams.append(bytearray())
-        request = self.client.connect()
-        self.requests.append(request)
-        self.to_server(request)
-        self.pump()
-
-    def to_server(self, data: bytes) -> None:
-        assert self.server is not None
-        self.server.receive_data(data, self.now)
-
-    def to_client(self, data: bytes | None) -> None:
-        if data:
-            self.streams[-1] += data
-        try:
-            out = self.client.receive(data, self.now)
-        except CloseDiscordConnection as closed:
-            self.gone(closed)
-            return
-        except RemoteProtocolError as garbage:
-            out = [garbage.data]
-        for chunk in out:
-            self.to_server(chunk)
-        self.react()
-
-    def gone(self, closed: CloseDiscordConnection) -> None:
-        assert self.server is not None
-        if closed.data:
-            self.server.receive_data(closed.data, self.now)
-        self.server.receive_data(None, self.now)
-        self.server = None
-        self.react()
-        if self.client.should_reconnect():
-            self.reconnect_at = self.now + self.client.reconnect()
-
-    def react(self) -> None:
-        for event in self.client.events():
-            if isinstance(event, Hello):
-                if self.client.should_resume:
-                    self.to_server(self.client.resume(self.token))
-                else:
-                    self.to_server(self.client.identify(token=self.token, intents=513))
-
-    def pump(self) -> None:
-        while self.server is not None:
-            server = self.server
-            chunks = server.data_to_send()
-            for chunk in chunks:
-                if self.server is server:
-                    self.to_client(chunk)
-            if self.server is not server:
-                continue
-            if server.aborted or (not chunks and server.state is ConnectionState.CLOSED):
-                self.to_client(None)
-                continue
-            if not chunks:
-                return
-
-    def advance(self, until: float) -> None:
-        while True:
-            server = self.server
-            deadlines = [
-                t
-                for t in (
-                    self.client.next_deadline() if server is not None else None,
-                    server.next_deadline() if server is not None else None,
-                    self.reconnect_at,
-                )
-                if t is not None
-            ]
-            when = min(deadlines, default=None)
-            if when is None or when > until:
-                self.now = until
-                return
-            self.now = max(self.now, when)
-            if self.reconnect_at is not None and self.now >= self.reconnect_at:
-                self.open()
-                continue
-            assert server is not None
-            server.handle_timer(self.now)
-            if self.server is not None:
-                try:
-                    out = self.client.handle_timer(self.now)
-                except CloseDiscordConnection as closed:
-                    self.gone(closed)
-                    continue
-                for chunk in out:
-                    self.to_server(chunk)
-            self.pump()
 
     def push(self, count: int) -> None:
         for n in range(count):
             self.store.dispatch("MESSAGE_CREATE", {"id": str(1000 + n), "content": f"m{n}"})
-        self.pump()
-
-    def inject(self, fault: Any) -> None:
-        assert self.server is not None
-        self.server.inject(fault, self.now)
         self.pump()
 
     def case(self, name: str, note: str) -> Case:

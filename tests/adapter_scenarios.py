@@ -2,31 +2,23 @@
 stalled-consumer scenario, and for threading and trio the local gateway in a thread.
 
 The local gateway is asyncio; the threading and trio adapters cannot share its
-loop, so it runs in a thread of its own with its own loop. Everything that
-touches it (pushing dispatches, reading what a connection received) goes
-through that loop with ``ThreadedGateway.call``.
+loop, so it runs in a thread of its own with its own loop: the pytest plugin's
+``GatewayFixture``. Everything that touches it (pushing dispatches, reading what
+a connection received) goes through that loop with ``ThreadedGateway.call``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from discord_gateway import Dispatch, Event, Ready
-from discord_gateway.testing import (
-    ConnectionFaults,
-    LocalGateway,
-    ServerConfig,
-    serve,
-    tls_contexts,
-)
+from discord_gateway.testing import ConnectionFaults, ServerConfig
+from discord_gateway.testing.pytest_plugin import GatewayFixture
 
 INTERVAL = 0.2  # seconds: short heartbeats keep these tests fast
 # op 9 scenarios re-identify 1-5 s later, sooner than protocol 21's 5 s bucket allows:
@@ -34,11 +26,10 @@ INTERVAL = 0.2  # seconds: short heartbeats keep these tests fast
 CONFIG = ServerConfig(heartbeat_interval=INTERVAL, enforce_identify_concurrency=False)
 TLS = [pytest.param(False, id="ws"), pytest.param(True, id="wss")]
 
-T = TypeVar("T")
 
-
-class ThreadedGateway:
-    """``serve()`` on its own asyncio loop in a daemon thread."""
+class ThreadedGateway(GatewayFixture):
+    """The pytest plugin's gateway in a thread, with these tests' ``CONFIG`` and
+    lookups into one connection's server (each through the gateway's loop)."""
 
     def __init__(
         self,
@@ -46,50 +37,7 @@ class ThreadedGateway:
         faults: list[ConnectionFaults] | None = None,
         config: ServerConfig = CONFIG,
     ) -> None:
-        contexts = tls_contexts() if tls else None
-        self.client_tls = contexts.client if contexts else None
-        self.gateway: LocalGateway = serve(
-            config, ssl_context=contexts.server if contexts else None, faults=faults
-        )
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> ThreadedGateway:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.gateway.start(), self.loop).result(5)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.gateway.close(), self.loop).result(5)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
-            self.loop.close()
-
-    @property
-    def url(self) -> str:
-        return self.gateway.url
-
-    @property
-    def token(self) -> str:
-        return self.gateway.token
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn()`` on the gateway's loop and return what it returns."""
-
-        async def run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
-
-    def dispatch(self, name: str, data: Any) -> None:
-        self.call(lambda: self.gateway.dispatch(name, data))
+        super().__init__(config, tls=tls, faults=faults)
 
     def ops(self, connection: int) -> list[int]:
         """The opcodes connection ``connection`` (0-based) received, in order."""
@@ -100,9 +48,6 @@ class ThreadedGateway:
 
     def server(self, connection: int, attribute: str) -> Any:
         return self.call(lambda: getattr(self.gateway.connections[connection], attribute))
-
-    def sessions(self) -> int:
-        return self.call(lambda: len(self.gateway.store.sessions))
 
 
 class Recorder:

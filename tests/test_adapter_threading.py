@@ -51,7 +51,7 @@ class Bot(Recorder):
             options.pop("token", gateway.token),
             intents=513,
             url=gateway.url,
-            ssl_context=gateway.client_tls,
+            ssl_context=gateway.client_ssl_context,
             **options,
         )
         self.consumer = threading.Thread(target=self.consume, daemon=True)
@@ -194,7 +194,7 @@ def test_close_sends_1000_and_ends_the_session() -> None:
         until(lambda: gateway.server(0, "close_code") is not None, timeout=5)
         assert gateway.server(0, "close_code") == 1000
         assert gateway.server(0, "closed_by") == "client"
-        assert gateway.sessions() == 0  # 1000 destroyed it (protocol 30)
+        assert len(gateway.sessions) == 0  # 1000 destroyed it (protocol 30)
 
 
 def test_an_exception_in_the_consumer_never_leaks_the_socket() -> None:

@@ -63,7 +63,7 @@ class Bot(Recorder):
             options.pop("token", gateway.token),
             intents=513,
             url=gateway.url,
-            ssl_context=gateway.client_tls,
+            ssl_context=gateway.client_ssl_context,
             **options,
         )
 
@@ -205,7 +205,7 @@ def test_close_sends_1000_and_ends_the_session() -> None:
             await until(lambda: gateway.server(0, "close_code") is not None, timeout=5)
             assert gateway.server(0, "close_code") == 1000
             assert gateway.server(0, "closed_by") == "client"
-            assert gateway.sessions() == 0  # 1000 destroyed it (protocol 30)
+            assert len(gateway.sessions) == 0  # 1000 destroyed it (protocol 30)
 
     run(main)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import ssl
+import threading
 import urllib.request
 from typing import Any
 
@@ -62,3 +65,38 @@ def test_marker_configures_and_an_asyncio_bot_works(discord_gateway: GatewayFixt
                         await asyncio.to_thread(discord_gateway.inject, Close(4004))
 
     asyncio.run(asyncio.wait_for(bot(), 10))
+
+
+def threads_named(prefix: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def test_outside_the_fixture_a_with_block_serves_wss_and_stops_its_thread() -> None:
+    with GatewayFixture(tls=True) as gateway:
+        assert gateway.url.startswith("wss://127.0.0.1:")
+        assert gateway.api_url.startswith("https://127.0.0.1:")
+        assert gateway.client_ssl_context is not None
+        with Shard(
+            gateway.token, intents=513, url=gateway.url, ssl_context=gateway.client_ssl_context
+        ):
+            gateway.wait_ready()
+        # the shard's I/O thread ended; the gateway's, named apart from it, did not
+        assert not threads_named("discord-gateway")
+        assert threads_named("local-gateway")
+    assert not threads_named("local-gateway")
+
+
+def test_tls_is_either_generated_or_brought() -> None:
+    with GatewayFixture() as gateway:
+        assert gateway.url.startswith("ws://") and gateway.client_ssl_context is None
+    with pytest.raises(ValueError, match="not both"):
+        GatewayFixture(tls=True, ssl_context=ssl.create_default_context())
+
+
+def test_a_gateway_that_cannot_start_leaves_no_thread_behind() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            GatewayFixture(port=taken.getsockname()[1])
+    assert not threads_named("local-gateway")

@@ -24,23 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
+from types import TracebackType
 from typing import Any, TypeVar
 
 import pytest
 
 from .faults import Fault
 from .rest import RestRequest
-from .serve import LocalGateway, serve
+from .serve import LocalGateway, serve, tls_contexts
 from .server import GatewayServer, Received, ServerConfig, Session
 from .world import Dispatch, World
 
 __all__ = ("GatewayFixture", "discord_gateway")
 
 T = TypeVar("T")
+F = TypeVar("F", bound="GatewayFixture")
 
 
 class GatewayFixture:
@@ -51,15 +54,49 @@ class GatewayFixture:
     and a test need; ``gateway`` is the :class:`~.serve.LocalGateway` itself.
     Changes go through the gateway's loop (:meth:`call`), so they are safe from
     any thread.
+
+    Outside the fixture, ``with GatewayFixture(config, **options) as gateway:``
+    runs one for a block (it serves from construction; leaving the block
+    closes it). ``options`` are :func:`~.serve.serve`'s (``faults``,
+    ``deviations``, ``ssl_context``, ...). ``tls=True`` serves ``wss://`` with a
+    throwaway certificate (trustme, in the ``test`` extra); a bot connects with
+    ``ssl_context=client_ssl_context``.
+    The thread is named ``local-gateway``, apart from the adapters' own
+    ``discord-gateway`` threads.
     """
 
-    def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self, config: ServerConfig | None = None, *, tls: bool = False, **options: Any
+    ) -> None:
+        if tls and "ssl_context" in options:
+            raise ValueError("pass tls=True or your own ssl_context, not both")
+        contexts = tls_contexts() if tls else None
+        #: A client ``SSLContext`` that trusts the gateway's certificate (``tls=True``), else None.
+        self.client_ssl_context: ssl.SSLContext | None = contexts.client if contexts else None
+        if contexts is not None:
+            options["ssl_context"] = contexts.server
+        gateway = serve(config, **options)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._loop.run_forever, name="discord-gateway", daemon=True
+            target=self._loop.run_forever, name="local-gateway", daemon=True
         )
         self._thread.start()
-        self.gateway: LocalGateway = self._run(serve(config, **options).start())
+        try:
+            self.gateway: LocalGateway = self._run(gateway.start())
+        except BaseException:
+            self._stop_loop()  # a gateway that cannot start leaves no thread behind
+            raise
+
+    def __enter__(self: F) -> F:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -83,12 +120,16 @@ class GatewayFixture:
         return future.result(10)
 
     def close(self) -> None:
+        """Close every connection, then stop the gateway's thread."""
         try:
             self._run(self.gateway.close(), 10)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop.close()
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
 
     # -- what a bot needs ----------------------------------------------------------
 

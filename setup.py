@@ -47,7 +47,14 @@ DIRECTIVES = {
 
 ext_modules = []
 if os.environ.get("DISCORD_GATEWAY_COMPILE", "") not in ("", "0"):
-    from Cython.Build import cythonize
+    try:
+        from Cython.Build import cythonize
+    except ImportError as exc:
+        raise SystemExit(
+            "DISCORD_GATEWAY_COMPILE=1 needs Cython in the build environment: "
+            'pip install "setuptools>=77" "cython>=3.0", then '
+            "DISCORD_GATEWAY_COMPILE=1 pip install --no-build-isolation ."
+        ) from exc
 
     # The generated C goes to build/, never beside the sources (nor into the wheel).
     ext_modules = cythonize(

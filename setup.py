@@ -33,7 +33,8 @@ COMPILED = [
 
 #: Python semantics, nothing else: annotations are not enforced (a wrong
 #: argument must reach our own checks and raise ConfigurationError or
-#: InvalidCommand, not TypeError), functions stay introspectable, Python
+#: InvalidCommand, not TypeError), functions stay introspectable with their
+#: own docstrings (no embedsignature: it rewrites ``__doc__``), Python
 #: ints keep their size and indexing keeps its bounds checks and negative
 #: indices (Cython's defaults), and no C types are inferred where that could
 #: change a result.
@@ -41,7 +42,6 @@ DIRECTIVES = {
     "language_level": 3,
     "annotation_typing": False,
     "binding": True,
-    "embedsignature": True,
     "infer_types": None,
 }
 

@@ -44,6 +44,36 @@ def test_the_compiled_build_is_what_runs(name: str) -> None:
     assert not str(module.__file__).endswith(".py"), module.__file__
 
 
+def documented(name: str) -> list[tuple[str, str]]:
+    """(qualified name, docstring) of the functions and classes in a module's source."""
+    tree = ast.parse((ROOT / (name.replace(".", "/") + ".py")).read_text())
+    found = []
+
+    def walk(nodes: list[ast.stmt], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(node, clean=False)
+                if doc is not None:
+                    found.append((prefix + node.name, doc))
+                if isinstance(node, ast.ClassDef):
+                    walk(node.body, prefix + node.name + ".")
+
+    walk(tree.body, "")
+    return found
+
+
+@pytest.mark.parametrize("name", compiled_modules())
+def test_compiled_functions_keep_their_docstrings(name: str) -> None:
+    """``help()`` and documentation tools see the same text in both builds."""
+    module = importlib.import_module(name)
+    for qualname, doc in documented(name):
+        obj: Any = module
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        obj = getattr(obj, "fget", obj)  # a property: its getter's docstring
+        assert obj.__doc__ == doc, qualname
+
+
 def run_setup(monkeypatch: pytest.MonkeyPatch, switch: str | None) -> dict[str, Any]:
     """Run setup.py with Cython unimportable; return what it passed to setup()."""
     import setuptools

@@ -1,10 +1,11 @@
 """Build script for the optional compiled build; everything else is in pyproject.toml.
 
-By default this builds the pure-Python package. With ``DISCORD_GATEWAY_COMPILE=1``
-the modules listed in ``COMPILED`` are compiled to C extensions with mypyc,
-which ships with mypy::
+By default this builds the pure-Python package and needs neither Cython nor a
+C compiler. With ``DISCORD_GATEWAY_COMPILE=1`` the modules listed in
+``COMPILED`` are compiled to C extensions with Cython (a build-time-only
+requirement) from the same ``.py`` files, which ship beside them::
 
-    pip install "setuptools>=77" "mypy>=1.10"
+    pip install "setuptools>=77" "cython>=3.0"
     DISCORD_GATEWAY_COMPILE=1 pip install --no-build-isolation .
 
 The compiled modules behave exactly like the pure-Python ones (CI runs the test
@@ -18,19 +19,46 @@ import os
 
 from setuptools import setup
 
-#: Compiled: the data-frame fast path (its byte-level parsing is ~4x faster
-#: compiled). Not compiled, and why (benchmarks/README.md, "Compiled build"):
-#: connection.py and codec.py - mypyc checks every annotated argument at run
-#: time, so a wrong option or command argument would raise TypeError instead
-#: of ConfigurationError / InvalidCommand (the error contract), and codec.py
-#: defines its JSON functions conditionally, which mypyc refuses; events.py
-#: builds Dispatch through slot descriptors, which native classes do not have.
-COMPILED = ["discord_gateway/_fastframes.py"]
+#: Compiled (benchmarks/README.md, "Compiled build"): the per-read and
+#: per-event path - the connection's receive loop, the frame parser, the
+#: codec and its inflaters, the events. Cython compiles them in pure-Python
+#: mode, so the ``.py`` files stay the single source and the fallback.
+COMPILED = [
+    "discord_gateway/_fastframes.py",
+    "discord_gateway/codec.py",
+    "discord_gateway/connection.py",
+    "discord_gateway/events.py",
+    "discord_gateway/_zstd.py",
+]
+
+#: Python semantics, nothing else: annotations are not enforced (a wrong
+#: argument must reach our own checks and raise ConfigurationError or
+#: InvalidCommand, not TypeError), functions stay introspectable with their
+#: own docstrings (no embedsignature: it rewrites ``__doc__``), Python
+#: ints keep their size and indexing keeps its bounds checks and negative
+#: indices (Cython's defaults), and no C types are inferred where that could
+#: change a result.
+DIRECTIVES = {
+    "language_level": 3,
+    "annotation_typing": False,
+    "binding": True,
+    "infer_types": None,
+}
 
 ext_modules = []
 if os.environ.get("DISCORD_GATEWAY_COMPILE", "") not in ("", "0"):
-    from mypyc.build import mypycify
+    try:
+        from Cython.Build import cythonize
+    except ImportError as exc:
+        raise SystemExit(
+            "DISCORD_GATEWAY_COMPILE=1 needs Cython in the build environment: "
+            'pip install "setuptools>=77" "cython>=3.0", then '
+            "DISCORD_GATEWAY_COMPILE=1 pip install --no-build-isolation ."
+        ) from exc
 
-    ext_modules = mypycify(COMPILED, opt_level="3", debug_level="0")
+    # The generated C goes to build/, never beside the sources (nor into the wheel).
+    ext_modules = cythonize(
+        COMPILED, compiler_directives=DIRECTIVES, build_dir="build/cython", quiet=True
+    )
 
 setup(ext_modules=ext_modules)

@@ -246,15 +246,6 @@ def test_a_cut_header_is_kept_for_the_next_read() -> None:
     assert [e.seq for e in conn.events() if hasattr(e, "seq")][-2:] == [2, 3]
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DISCORD_GATEWAY_EXPECT_COMPILED"),
-    reason="only in the compiled build's run (benchmarks/compiled_suite.sh)",
-)
-def test_the_compiled_build_is_what_runs() -> None:
-    """The compiled suite must not silently test the pure-Python source tree."""
-    assert not str(_fastframes.__file__).endswith(".py"), _fastframes.__file__
-
-
 def test_a_binary_frame_cut_by_the_read_is_streamed_without_wsproto() -> None:
     """A binary frame cut by the end of a read goes to the codec piece by piece,
     as wsproto would hand it over, but wsproto never sees it: the next read

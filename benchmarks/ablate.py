@@ -70,6 +70,9 @@ class _BareCodec:
         self._loads = loads
         self._parts: list[bytes] = []
 
+    def binary_message(self, data: Any) -> Any:
+        return self.binary(data, True)
+
     def binary(self, data: Any, finished: bool) -> Any:
         if finished and not self._parts:
             return self._loads(self._inflate(data))

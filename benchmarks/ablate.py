@@ -48,16 +48,38 @@ def _no_events(conn: Any) -> None:
     DiscordConnection._on_dispatch = lambda self, payload: None  # type: ignore[method-assign]
 
 
-def _bare_payloads(conn: Any) -> None:
+def _unchecked(conn: Any) -> None:
+    # The payload queued as is (events() still builds its Dispatch): what the checks cost.
     DiscordConnection._on_dispatch = (  # type: ignore[method-assign]
         lambda self, payload: self._events.append(payload)
     )
 
 
-def _dispatch_only(conn: Any) -> None:
-    DiscordConnection._on_dispatch = lambda self, p: self._events.append(  # type: ignore[method-assign]
-        new_dispatch(p.get("t"), p.get("s"), p.get("d"), p)
-    )
+def _built_at_receive(conn: Any) -> None:
+    # As before: the Dispatch built in receive() and held until events() yields it.
+    def on_dispatch(self: Any, payload: Any) -> None:
+        _ORIGINAL_ON_DISPATCH(self, payload)
+        if self._events and self._events[-1] is payload:
+            p = self._events.pop()
+            self._events.append(new_dispatch(p["t"], p.get("s"), p.get("d"), p))
+
+    DiscordConnection._on_dispatch = on_dispatch  # type: ignore[method-assign]
+
+
+_HANDED: list[Any] = []
+
+
+def _handed_over(conn: Any) -> None:
+    # A prototype of an opt-in API that hands each event over as it is parsed
+    # (a callback, here one that drops it) instead of holding it until events().
+    def on_dispatch(self: Any, payload: Any) -> None:
+        _ORIGINAL_ON_DISPATCH(self, payload)
+        if self._events and self._events[-1] is payload:
+            p = self._events.pop()
+            _HANDED.append(new_dispatch(p["t"], p.get("s"), p.get("d"), p))
+            _HANDED.clear()  # the callback returns: the event is dropped
+
+    DiscordConnection._on_dispatch = on_dispatch  # type: ignore[method-assign]
 
 
 class _BareCodec:
@@ -99,8 +121,9 @@ VARIANTS: dict[str, Patch] = {
     "cyclic GC off": _gc_off,
     "gc.set_threshold(10_000)": _gc_threshold,
     "no events queued (_on_dispatch no-op)": _no_events,
-    "bare payload queued (no Dispatch)": _bare_payloads,
-    "Dispatch built with no checks": _dispatch_only,
+    "events handed over as parsed (callback API)": _handed_over,
+    "Dispatch built in receive() (as before)": _built_at_receive,
+    "no _on_dispatch checks": _unchecked,
     "codec = loads(decompress(data))": _bare_codec,
 }
 

@@ -71,11 +71,15 @@ try:  # the `speed` extra
     def json_dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
 
+    # orjson takes UTF-8 bytes and refuses invalid UTF-8 as Python's codec does
+    # (surrogates, overlong forms, a BOM); the stdlib guesses UTF-16/32 from bytes.
+    _JSON_TAKES_UTF8 = True
     # orjson.JSONDecodeError is a ValueError, as is UnicodeDecodeError; orjson
     # has its own nesting limit (1024) and never raises RecursionError.
     _JSON_ERRORS: tuple[type[Exception], ...] = (ValueError, RecursionError, MemoryError)
 except ImportError:  # pragma: no cover - exercised in environments without orjson
     json_loads = json.loads
+    _JSON_TAKES_UTF8 = False
 
     def json_dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
@@ -340,6 +344,17 @@ class Codec:
         self._text_parts.clear()
         self._text_size = 0
         return self._loads_json(joined)
+
+    def text_message(self, data: bytes) -> Any:
+        """``text(data.decode("utf-8"), True)``: a whole text message from its
+        bytes. Invalid UTF-8 raises :class:`UnicodeDecodeError`, for the caller
+        to judge (the WebSocket closes with 1007)."""
+        if _JSON_TAKES_UTF8 and not self._text_parts and not self._discarding:
+            try:  # orjson checks the UTF-8 itself: no str to build and scan again
+                return json_loads(data)
+            except _JSON_ERRORS:
+                pass  # invalid UTF-8 or JSON: judged below, as text() always has
+        return self.text(data.decode("utf-8"), True)
 
     def binary_message(self, data: Buffer) -> Any:
         """``binary(data, True)``: a whole binary message, in fewer steps for the

@@ -1467,7 +1467,8 @@ class DiscordConnection:
                 # per event: a whole binary frame under 64 KiB (FIN, RSV clear,
                 # unmasked, length minimally encoded).
                 start = end = -1
-                if data[pos] == 0x82 and size - pos > 3:
+                first = data[pos]
+                if (first == 0x82 or first == 0x81) and size - pos > 3:
                     length = data[pos + 1]
                     if length < 126:
                         start = pos + 2
@@ -1478,8 +1479,16 @@ class DiscordConnection:
                             start = pos + 4
                             end = start + length
                 if 0 <= end <= size and end - start <= max_size:
-                    pos = end
-                    payload = codec.binary_message(data[start:end])
+                    if first == 0x82:
+                        pos = end
+                        payload = codec.binary_message(data[start:end])
+                    else:
+                        frame_at, pos = pos, end
+                        try:
+                            payload = codec.text_message(data[start:end])
+                        except UnicodeDecodeError:
+                            pos = frame_at  # wsproto's from this frame on: it closes with 1007
+                            break
                 else:
                     kind, what, end = _fastframes.message(data, pos, max_size)
                     if kind < 0:

@@ -170,3 +170,39 @@ def test_uncompressed_binary_messages_take_the_general_path() -> None:
     plain = Codec("json", None, MAX)
     assert plain.binary_message(zlib.compress(b'{"op":11}')) == {"op": 11}
     assert Codec("json", None, MAX)._inflate_message is None
+
+
+def _text_outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return "ok", call()
+    except UnicodeDecodeError:
+        return "invalid UTF-8", None
+    except RemoteProtocolError as exc:
+        return type(exc).__name__, str(exc)
+
+
+json_bytes = st.one_of(
+    st.binary(max_size=40),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+        max_leaves=6,
+    ).map(lambda value: json.dumps({"op": 0, "d": value}, ensure_ascii=False).encode()),
+)
+# Bytes Python's UTF-8 codec refuses, that a lax decoder might take.
+ODD_UTF8 = [b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xef\xbb\xbf", b"\xff", b"\x80"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=json_bytes,
+    odd=st.sampled_from([b"", *ODD_UTF8]),
+    where=st.integers(min_value=0, max_value=64),
+)
+def test_text_message_is_text_of_the_decoded_bytes(data: bytes, odd: bytes, where: int) -> None:
+    # The one-step path hands the bytes to orjson as they are: it must accept
+    # exactly what text(data.decode("utf-8"), True) accepts, decode it the same,
+    # and refuse the same way (invalid UTF-8 is the caller's: wsproto closes 1007).
+    data = data[:where] + odd + data[where:]
+    expected = _text_outcome(lambda: Codec("json", None, MAX).text(data.decode("utf-8"), True))
+    assert _text_outcome(lambda: Codec("json", None, MAX).text_message(data)) == expected

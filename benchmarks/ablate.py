@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         best["floor (a): inflate + loads"] = min(best.get("floor (a): inflate + loads", us), us)
     base = best["wsproto + floor (b)"]
     floor = best["floor (a): inflate + loads"]
-    print(f"# small/{args.stream}, {args.read or 'one frame per'}-byte reads, min of {args.repeat}")
+    reads = f"{args.read}-byte reads" if args.read else "one read per frame"
+    print(f"# small/{args.stream}, {reads}, min of {args.repeat}")
     print("# GC: collections of generations 0/1/2 and the us/event spent in them (fastest round)")
     print(
         f"{'variant':44s} {'us/event':>9s} {'/floor':>8s} {'/(ws+fl)':>9s} "

@@ -349,7 +349,12 @@ class Codec:
         """``text(data.decode("utf-8"), True)``: a whole text message from its
         bytes. Invalid UTF-8 raises :class:`UnicodeDecodeError`, for the caller
         to judge (the WebSocket closes with 1007)."""
-        if _JSON_TAKES_UTF8 and not self._text_parts and not self._discarding:
+        if (
+            _JSON_TAKES_UTF8
+            and len(data) <= self.max_size  # bytes: the cap counts characters
+            and not self._text_parts
+            and not self._discarding
+        ):
             try:  # orjson checks the UTF-8 itself: no str to build and scan again
                 return json_loads(data)
             except _JSON_ERRORS:

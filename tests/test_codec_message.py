@@ -206,3 +206,14 @@ def test_text_message_is_text_of_the_decoded_bytes(data: bytes, odd: bytes, wher
     data = data[:where] + odd + data[where:]
     expected = _text_outcome(lambda: Codec("json", None, MAX).text(data.decode("utf-8"), True))
     assert _text_outcome(lambda: Codec("json", None, MAX).text_message(data)) == expected
+
+
+def test_a_text_message_over_the_cap_is_refused_as_text_refuses_it() -> None:
+    # The cap counts characters, as text() does: 4,000 two-byte characters (over
+    # 8,000 bytes) fit a 4,096 cap; 4,096 characters and more do not.
+    fits = json.dumps({"d": "é" * 4000}, ensure_ascii=False).encode()
+    assert len(fits) > SMALL_MAX
+    assert Codec("json", None, SMALL_MAX).text_message(fits) == {"d": "é" * 4000}
+    over = json.dumps({"d": "x" * SMALL_MAX}).encode()
+    with pytest.raises(RemoteProtocolError, match="larger than 4096 characters"):
+        Codec("json", None, SMALL_MAX).text_message(over)

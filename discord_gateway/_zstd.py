@@ -122,6 +122,28 @@ class ZstdStreamInflater:
                 step -= len(decompressor.unused_data)
             position += step
 
+    def message(self, data: bytes | bytearray) -> bytes | bytearray | None:
+        """``feed(data, True)``, in one step in the common case: zstandard, nothing
+        buffered, and ``data`` too short to inflate past the cap (any longer
+        input is fed in pieces by ``_feed_zstandard``)."""
+        decompressor = self._decompressor
+        if (
+            self._stdlib
+            or self._parts
+            or decompressor.eof
+            or len(data) * _MAX_RATIO > self._max_size
+        ):
+            return self.feed(data, message_finished=True)
+        try:
+            out: bytes = decompressor.decompress(data)
+        except self._errors as exc:
+            raise RemoteProtocolError(f"corrupt zstd-stream data: {exc}") from exc
+        if not decompressor.eof:
+            return out
+        # A frame ended inside the message: what follows starts the next frame.
+        self._add(out)  # within the cap (the length check above)
+        return self.feed(decompressor.unused_data, message_finished=True)
+
     def feed(self, data: bytes | bytearray, message_finished: bool) -> bytes | bytearray | None:
         try:
             if self._stdlib:  # Python >= 3.14 (tested with backports.zstd)

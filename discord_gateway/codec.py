@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import ConfigurationError, InvalidCommand, PayloadTooLarge, RemoteProtocolError
@@ -58,22 +59,27 @@ except ImportError:  # pragma: no cover - exercised in environments without zlib
 
 _ZLIB_ERROR: type[Exception] = zlib.error
 
+#: Decodes one JSON document (bytes or str). With orjson it *is* ``orjson.loads``:
+#: a wrapper would cost a Python call per event on the hot path.
+json_loads: Callable[[bytes | bytearray | str], Any]
+
 try:  # the `speed` extra
     import orjson
 
-    def json_loads(data: bytes | bytearray | str) -> Any:
-        return orjson.loads(data)
+    json_loads = orjson.loads
 
     def json_dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
 
+    # orjson takes UTF-8 bytes and refuses invalid UTF-8 as Python's codec does
+    # (surrogates, overlong forms, a BOM); the stdlib guesses UTF-16/32 from bytes.
+    _JSON_TAKES_UTF8 = True
     # orjson.JSONDecodeError is a ValueError, as is UnicodeDecodeError; orjson
     # has its own nesting limit (1024) and never raises RecursionError.
     _JSON_ERRORS: tuple[type[Exception], ...] = (ValueError, RecursionError, MemoryError)
 except ImportError:  # pragma: no cover - exercised in environments without orjson
-
-    def json_loads(data: bytes | bytearray | str) -> Any:
-        return json.loads(data)
+    json_loads = json.loads
+    _JSON_TAKES_UTF8 = False
 
     def json_dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
@@ -81,6 +87,17 @@ except ImportError:  # pragma: no cover - exercised in environments without orjs
     # json.JSONDecodeError and UnicodeDecodeError are ValueErrors (and so is
     # the int digit limit); the C scanner raises RecursionError on deep nesting.
     _JSON_ERRORS = (ValueError, RecursionError, MemoryError)
+
+
+def _json_error(exc: Exception) -> RemoteProtocolError:
+    """What a failed JSON decode becomes (the caller raises it ``from exc``)."""
+    if isinstance(exc, RecursionError):
+        detail = "nested too deeply"
+    elif isinstance(exc, MemoryError):
+        detail = "out of memory while decoding it"
+    else:
+        detail = str(exc)
+    return RemoteProtocolError(f"malformed JSON from the gateway: {detail}")
 
 
 class Inflater(Protocol):
@@ -99,14 +116,32 @@ class ZlibStreamInflater:
     WebSocket messages later (protocol 58).
     """
 
-    __slots__ = ("_inflater", "_max_size", "_parts", "_size", "_tail")
+    __slots__ = ("_decompress", "_inflater", "_max_size", "_parts", "_size", "_tail")
 
     def __init__(self, max_size: int) -> None:
         self._inflater = zlib.decompressobj()
+        self._decompress = self._inflater.decompress
         self._max_size = max_size
         self._parts: list[Buffer] = []
         self._size = 0
         self._tail = b""
+
+    def message(self, data: Buffer) -> Buffer | None:
+        """``feed(data, True)``, in one step when ``data`` holds one whole gateway
+        message (almost always: Discord flushes after every message)."""
+        if self._parts or data[-4:] != ZLIB_SUFFIX:
+            return self.feed(data, True)
+        # Nothing buffered: _size is 0. Output stops at max_size + 1 bytes, so
+        # a longer one is what tells "too large" (unconsumed_tail is set then).
+        max_size = self._max_size
+        try:
+            out: bytes = self._decompress(data, max_size + 1)
+        except _ZLIB_ERROR as exc:
+            raise RemoteProtocolError(f"corrupt zlib-stream data: {exc}") from exc
+        if len(out) > max_size:
+            raise PayloadTooLarge(f"zlib-stream message inflates to more than {max_size} bytes")
+        self._tail = b""
+        return out
 
     def feed(self, data: Buffer, message_finished: bool) -> Buffer | None:
         try:
@@ -208,6 +243,7 @@ class Codec:
 
     __slots__ = (
         "_discarding",
+        "_inflate_message",
         "_inflater",
         "_max_terms",
         "_text_parts",
@@ -257,6 +293,7 @@ class Codec:
         # never interleave).
         self._discarding = False
         self._inflater: Inflater = _new_inflater(compress, max_size)
+        self._inflate_message = self._message_inflater()
 
     def reset(self) -> None:
         """Fresh contexts for a new WebSocket: never reuse one across connections (protocol 58)."""
@@ -264,13 +301,32 @@ class Codec:
         self._text_size = 0
         self._discarding = False
         self._inflater = _new_inflater(self.compress, self.max_size)
+        self._inflate_message = self._message_inflater()
+
+    def _message_inflater(self) -> Callable[[Buffer], Buffer | None] | None:
+        """The stream inflater's one-step ``message()`` for :meth:`binary_message`
+        (JSON over zlib-stream or zstd-stream), else None: the general path."""
+        inflater = self._inflater
+        if self.encoding != "json":
+            return None
+        if isinstance(inflater, ZlibStreamInflater):
+            return inflater.message
+        if self.compress == "zstd-stream":
+            from ._zstd import ZstdStreamInflater
+
+            if isinstance(inflater, ZstdStreamInflater):
+                return inflater.message
+        return None
 
     def text(self, data: str, message_finished: bool) -> Any:
         """A text message chunk (always plain JSON). Returns the payload or None."""
         if message_finished and not self._text_parts and not self._discarding:
             if len(data) > self.max_size:
                 raise PayloadTooLarge(f"text message larger than {self.max_size} characters")
-            return self._loads_json(data)
+            try:  # _loads_json, inlined: the common case, one call less per event
+                return json_loads(data)
+            except _JSON_ERRORS as exc:
+                raise _json_error(exc) from exc
         if self._discarding:
             self._discarding = not message_finished
             return None
@@ -288,6 +344,40 @@ class Codec:
         self._text_parts.clear()
         self._text_size = 0
         return self._loads_json(joined)
+
+    def text_message(self, data: bytes) -> Any:
+        """``text(data.decode("utf-8"), True)``: a whole text message from its
+        bytes. Invalid UTF-8 raises :class:`UnicodeDecodeError`, for the caller
+        to judge (the WebSocket closes with 1007)."""
+        if (
+            _JSON_TAKES_UTF8
+            and len(data) <= self.max_size  # bytes: the cap counts characters
+            and not self._text_parts
+            and not self._discarding
+        ):
+            try:  # orjson checks the UTF-8 itself: no str to build and scan again
+                return json_loads(data)
+            except _JSON_ERRORS:
+                pass  # invalid UTF-8 or JSON: judged below, as text() always has
+        return self.text(data.decode("utf-8"), True)
+
+    def binary_message(self, data: Buffer) -> Any:
+        """``binary(data, True)``: a whole binary message, in fewer steps for the
+        common cases (JSON over zlib-stream or zstd-stream)."""
+        inflate = self._inflate_message
+        if inflate is None or self._discarding:
+            return self.binary(data, True)
+        try:
+            raw = inflate(data)
+        except RemoteProtocolError:
+            self._inflater_failed(True)
+            raise
+        if raw is None:  # zlib-stream: the gateway message goes on in the next one
+            return None
+        try:
+            return json_loads(raw)
+        except _JSON_ERRORS as exc:
+            raise _json_error(exc) from exc
 
     def binary(self, data: Buffer, message_finished: bool) -> Any:
         """A binary message chunk. Returns the payload once a whole one has arrived."""
@@ -316,6 +406,7 @@ class Codec:
         self._inflater = (
             LostStream(compress) if compress is not None else PlainBinaryInflater(self.max_size)
         )
+        self._inflate_message = None
         self._discarding = not message_finished
 
     @staticmethod
@@ -323,13 +414,7 @@ class Codec:
         try:
             return json_loads(data)
         except _JSON_ERRORS as exc:
-            if isinstance(exc, RecursionError):
-                detail = "nested too deeply"
-            elif isinstance(exc, MemoryError):
-                detail = "out of memory while decoding it"
-            else:
-                detail = str(exc)
-            raise RemoteProtocolError(f"malformed JSON from the gateway: {detail}") from exc
+            raise _json_error(exc) from exc
 
     def dumps(self, payload: dict[str, Any]) -> tuple[str | bytes, int]:
         """Encode a payload to send: (``str`` for a JSON text frame or ``bytes`` for

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
+import selectors
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -310,3 +312,68 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
     run(main(), timeout=30)
     pauses = [r for r in caplog.records if "reading from the gateway is paused" in r.getMessage()]
     assert pauses and all(r.levelno == logging.WARNING for r in pauses)
+
+
+class _SlotRandom(random.Random):
+    """A jitter that puts the first heartbeat ``offset`` into the grid slot at ``slot``.
+
+    The core draws it at HELLO: ``now + interval * random()`` is then ``slot + offset``
+    whenever HELLO came, so two shards land in one slot at different exact times.
+    """
+
+    def __init__(self, slot: float, offset: float, interval: float) -> None:
+        super().__init__(0)
+        self.slot, self.offset, self.interval = slot, offset, interval
+        self.jitters: list[float] = []
+
+    def random(self) -> float:
+        jitter = (self.slot + self.offset - asyncio.get_running_loop().time()) / self.interval
+        self.jitters.append(jitter)
+        return jitter
+
+
+class _CountingSelector(selectors.DefaultSelector):
+    """The loop's selector: before each wait, notes which shards await a heartbeat ACK."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shards: list[Shard] = []
+        self.waits: list[tuple[bool, ...]] = []
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        self.waits.append(tuple(not shard.connection.acknowledged for shard in self.shards))
+        return super().select(timeout)
+
+
+@pytest.mark.parametrize("grid", [0.0, 0.1])
+def test_heartbeats_on_the_grid_share_one_loop_wakeup(grid: float) -> None:
+    # Two shards whose first heartbeats are 50 ms apart, in one 100 ms slot of the
+    # grid: on it, both heartbeats go out in one loop iteration; without it, in two.
+    interval = 2.0
+    config = ServerConfig(heartbeat_interval=interval, enforce_identify_concurrency=False)
+    selector = _CountingSelector()
+
+    async def main() -> None:
+        async with serve(config) as gateway:
+            slot = math.ceil((asyncio.get_running_loop().time() + 1.0) / 0.1) * 0.1
+            rngs = [_SlotRandom(slot, offset, interval) for offset in (0.025, 0.075)]
+            shards = [
+                Shard(gateway.token, intents=513, url=gateway.url, rng=rng, heartbeat_grid=grid)
+                for rng in rngs
+            ]
+            selector.shards = shards
+            for shard in shards:
+                shard.start()
+            await until(lambda: all(shard.connection.latency is not None for shard in shards))
+            for shard in shards:
+                await shard.close()
+            assert all(len(rng.jitters) == 1 and 0 <= rng.jitters[0] < 1 for rng in rngs)
+
+    loop = asyncio.SelectorEventLoop(selector)
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 20))
+    finally:
+        loop.close()
+    # The first wait after a heartbeat went out: which shards had sent theirs by then.
+    first = next(waiting for waiting in selector.waits if any(waiting))
+    assert first == ((True, True) if grid else (True, False))

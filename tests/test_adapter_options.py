@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from discord_gateway import ConfigurationError, DiscordConnection
-from discord_gateway.adapters._base import HEARTBEAT_GRID
 from discord_gateway.adapters import asyncio as asyncio_adapter
 from discord_gateway.adapters import threading as threading_adapter
 from discord_gateway.adapters import trio as trio_adapter
+from discord_gateway.adapters._base import HEARTBEAT_GRID
 from discord_gateway.adapters.manager import ShardManager
 
 SHARDS = [

@@ -70,7 +70,7 @@ MAX_PENDING_EVENTS = 10_000
 #: Heartbeat deadlines are multiples of this many seconds (the core's
 #: ``heartbeat_grid``): shards in one process beat together, one wake-up for
 #: several, instead of each waking the process on its own.
-HEARTBEAT_GRID = 1.0
+HEARTBEAT_GRID = 2.0
 #: The longest timeout any option accepts, and the longest an adapter ever waits
 #: at once: a day (every selector can wait that long).
 MAX_SECONDS = MAX_TIMEOUT

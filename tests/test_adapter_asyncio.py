@@ -377,3 +377,26 @@ def test_heartbeats_on_the_grid_share_one_loop_wakeup(grid: float) -> None:
     # The first wait after a heartbeat went out: which shards had sent theirs by then.
     first = next(waiting for waiting in selector.waits if any(waiting))
     assert first == ((True, True) if grid else (True, False))
+
+
+def test_a_read_that_leaves_the_deadline_alone_keeps_the_armed_timer() -> None:
+    # An ACK or a dispatch does not move the next heartbeat: no cancel and re-arm
+    # (a dead handle left in the loop's heap) for every read.
+    config = ServerConfig(heartbeat_interval=30.0, enforce_identify_concurrency=False)
+
+    async def main() -> None:
+        async with serve(config) as gateway:
+            bot = Bot(gateway)
+            async with bot.shard:
+                consumer = asyncio.create_task(bot.consume())
+                await until(lambda: bot.count(Ready) == 1)
+                protocol = bot.shard._protocol
+                assert protocol is not None
+                armed = protocol._timer
+                assert armed is not None and armed.when() == bot.shard.connection.next_deadline()
+                gateway.dispatch("TEST", {"i": 0})
+                await until(lambda: bot.tests() == [0])
+                assert protocol._timer is armed and not armed.cancelled()
+            await asyncio.wait_for(consumer, 5)
+
+    run(main())

@@ -567,8 +567,8 @@ class DiscordConnection:
             or not 0 <= heartbeat_grid <= MAX_TIMEOUT  # also refuses nan
         ):
             raise ConfigurationError(
-                "heartbeat_grid must be a number of seconds, 0 (exact heartbeats) or more, "
-                f"not {_brief(heartbeat_grid, 40)}"
+                "heartbeat_grid must be a number of seconds from 0 (exact heartbeats) "
+                f"to {MAX_TIMEOUT:.0f}, such as 2.0, not {_brief(heartbeat_grid, 40)}"
             )
         self._heartbeat_grid = float(heartbeat_grid)
         self._hello_timeout = _timeout("hello_timeout", hello_timeout)

@@ -118,6 +118,9 @@ MAX_TIMEOUT = 86_400.0
 #: of 1e300 ms would hand adapters a deadline no selector can wait for.
 MIN_HEARTBEAT_INTERVAL_MS = 1
 MAX_HEARTBEAT_INTERVAL_MS = 3_600_000
+#: ``heartbeat_grid`` is used up to this share of the heartbeat interval (1/16:
+#: a heartbeat at most ~6 % early), so a short interval keeps its spacing.
+HEARTBEAT_GRID_SHARE = 1 / 16
 #: Protocol 6: sequence numbers are non-negative 64-bit signed integers; anything
 #: else is refused before it is stored (every heartbeat and RESUME carries it).
 MAX_SEQUENCE = 2**63 - 1
@@ -341,6 +344,13 @@ class DiscordConnection:
             instead of through wsproto (several times cheaper per frame; wsproto
             still handles the upgrade, control frames, closing and every
             protocol error). ``False`` sends everything through wsproto.
+        heartbeat_grid: seconds; 0 (the default) times heartbeats exactly. Above 0,
+            every heartbeat deadline is moved to the last multiple of it (on the
+            clock that gives ``now``) at or before the exact one: connections
+            sharing a clock then beat together, one wake-up for several. The first
+            heartbeat stays jittered (protocol 10), at this resolution; a heartbeat
+            is never late, at most one grid step (and at most 1/16 of the
+            interval) early.
         max_queued_commands: how many commands may wait for the send limit.
         hello_timeout: seconds from ``connect()`` to HELLO before the attempt is abandoned.
         close_timeout: seconds to wait for the gateway to answer our close frame.
@@ -377,6 +387,7 @@ class DiscordConnection:
         "_fatal_code",
         "_fatal_reason",
         "_headers",
+        "_heartbeat_grid",
         "_hello_at",
         "_hello_deadline",
         "_hello_timeout",
@@ -425,6 +436,7 @@ class DiscordConnection:
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
         etf_snowflakes_as_str: bool = False,
         fast_frames: bool = True,
+        heartbeat_grid: float = 0.0,
         max_queued_commands: int = 1000,
         hello_timeout: float = HELLO_TIMEOUT,
         close_timeout: float = CLOSE_TIMEOUT,
@@ -565,6 +577,15 @@ class DiscordConnection:
                 f"not {_brief(max_queued_commands, 40)}"
             )
         self._max_queued_commands = max_queued_commands
+        if (
+            type(heartbeat_grid) not in (int, float)
+            or not 0 <= heartbeat_grid <= MAX_TIMEOUT  # also refuses nan
+        ):
+            raise ConfigurationError(
+                "heartbeat_grid must be a number of seconds from 0 (exact heartbeats) "
+                f"to {MAX_TIMEOUT:.0f}, such as 2.0, not {_brief(heartbeat_grid, 40)}"
+            )
+        self._heartbeat_grid = float(heartbeat_grid)
         self._hello_timeout = _timeout("hello_timeout", hello_timeout)
         self._close_timeout = _timeout("close_timeout", close_timeout)
         self._ready_timeout = _timeout("ready_timeout", ready_timeout)
@@ -829,10 +850,24 @@ class DiscordConnection:
             assert self.heartbeat_interval is not None
             assert self._next_heartbeat is not None
             # Keep the cadence, but never fire a burst after a late timer call.
-            self._next_heartbeat = max(self._next_heartbeat + self.heartbeat_interval, now)
-            if self._next_heartbeat <= now:
-                self._next_heartbeat = now + self.heartbeat_interval
+            # protocol 10: every interval, on the grid never later (at most a step early).
+            interval = self.heartbeat_interval
+            deadline = self._on_grid(self._next_heartbeat + interval)
+            if deadline <= now:
+                deadline = self._on_grid(now + interval)
+            self._next_heartbeat = deadline
         return data
+
+    def _on_grid(self, deadline: float) -> float:
+        """``deadline`` moved back to the heartbeat grid's last point at or before it."""
+        grid = self._heartbeat_grid
+        if not grid:
+            return deadline
+        assert self.heartbeat_interval is not None
+        grid = min(grid, self.heartbeat_interval * HEARTBEAT_GRID_SHARE)
+        point = math.floor(deadline / grid) * grid
+        # Float rounding may land a hair after the deadline: never late.
+        return point - grid if point > deadline else point
 
     def heartbeat(self, *, acknowledge: bool = True, now: float | None = None) -> bytes:
         """A HEARTBEAT to send now (0.4.0 API; prefer ``handle_timer``).
@@ -1832,8 +1867,9 @@ class DiscordConnection:
         now = self._now(now)
         self._hello_at = now
         self.heartbeat_interval = interval / 1000  # type: ignore[operator]
-        # protocol 10: first heartbeat after interval * jitter, jitter in [0, 1).
-        self._next_heartbeat = now + self.heartbeat_interval * self._rng.random()
+        # protocol 10: first heartbeat after interval * jitter, jitter in [0, 1)
+        # (on the grid: at its resolution, and never later).
+        self._next_heartbeat = self._on_grid(now + self.heartbeat_interval * self._rng.random())
         self._ack_pending = False  # protocol 14: a stale flag would loop on 4000
         self._last_heartbeat_sent = None
         self._events.append(Hello(self.heartbeat_interval, payload))

@@ -7,7 +7,9 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import selectors
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -29,6 +31,7 @@ from discord_gateway.testing import (
     ResetConnection,
     SendInvalidSession,
     SendReconnect,
+    ServerConfig,
     Stall,
     serve,
     tls_contexts,
@@ -284,3 +287,91 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
 
     run(main(), timeout=30)
     assert_reading_was_paused(caplog)
+
+
+class _SlotRandom(random.Random):
+    """A jitter that puts the first heartbeat ``offset`` into the grid slot at ``slot``.
+
+    The core draws it at HELLO: ``now + interval * random()`` is then ``slot + offset``
+    whenever HELLO came, so two shards land in one slot at different exact times.
+    """
+
+    def __init__(self, slot: float, offset: float, interval: float) -> None:
+        super().__init__(0)
+        self.slot, self.offset, self.interval = slot, offset, interval
+        self.jitters: list[float] = []
+
+    def random(self) -> float:
+        jitter = (self.slot + self.offset - asyncio.get_running_loop().time()) / self.interval
+        self.jitters.append(jitter)
+        return jitter
+
+
+class _CountingSelector(selectors.DefaultSelector):
+    """The loop's selector: before each wait, notes which shards await a heartbeat ACK."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shards: list[Shard] = []
+        self.waits: list[tuple[bool, ...]] = []
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        self.waits.append(tuple(not shard.connection.acknowledged for shard in self.shards))
+        return super().select(timeout)
+
+
+@pytest.mark.parametrize("grid", [0.0, 0.1])
+def test_heartbeats_on_the_grid_share_one_loop_wakeup(grid: float) -> None:
+    # Two shards whose first heartbeats are 50 ms apart, in one 100 ms slot of the
+    # grid: on it, both heartbeats go out in one loop iteration; without it, in two.
+    interval = 2.0
+    config = ServerConfig(heartbeat_interval=interval, enforce_identify_concurrency=False)
+    selector = _CountingSelector()
+
+    async def main() -> None:
+        async with serve(config) as gateway:
+            slot = math.ceil((asyncio.get_running_loop().time() + 1.0) / 0.1) * 0.1
+            rngs = [_SlotRandom(slot, offset, interval) for offset in (0.025, 0.075)]
+            shards = [
+                Shard(gateway.token, intents=513, url=gateway.url, rng=rng, heartbeat_grid=grid)
+                for rng in rngs
+            ]
+            selector.shards = shards
+            for shard in shards:
+                shard.start()
+            await until(lambda: all(shard.connection.latency is not None for shard in shards))
+            for shard in shards:
+                await shard.close()
+            assert all(len(rng.jitters) == 1 and 0 <= rng.jitters[0] < 1 for rng in rngs)
+
+    loop = asyncio.SelectorEventLoop(selector)
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 20))
+    finally:
+        loop.close()
+    # The first wait after a heartbeat went out: which shards had sent theirs by then.
+    first = next(waiting for waiting in selector.waits if any(waiting))
+    assert first == ((True, True) if grid else (True, False))
+
+
+def test_a_read_that_leaves_the_deadline_alone_keeps_the_armed_timer() -> None:
+    # An ACK or a dispatch does not move the next heartbeat: no cancel and re-arm
+    # (a dead handle left in the loop's heap) for every read.
+    config = ServerConfig(heartbeat_interval=30.0, enforce_identify_concurrency=False)
+
+    async def main() -> None:
+        async with serve(config) as gateway:
+            bot = Bot(gateway)
+            async with bot.shard:
+                consumer = asyncio.create_task(bot.consume())
+                await until(lambda: bot.count(Ready) == 1)
+                protocol = bot.shard._protocol
+                assert protocol is not None
+                armed = protocol._timer
+                assert armed is not None and armed.when() == bot.shard.connection.next_deadline()
+                gateway.dispatch("TEST", {"i": 0})
+                await until(lambda: bot.tests() == [0])
+                assert protocol._timer is armed and not armed.cancelled()
+            await asyncio.wait_for(consumer, 5)
+
+    run(main())

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from discord_gateway import ConfigurationError
+from discord_gateway import ConfigurationError, DiscordConnection
 from discord_gateway.adapters import asyncio as asyncio_adapter
 from discord_gateway.adapters import threading as threading_adapter
 from discord_gateway.adapters import trio as trio_adapter
+from discord_gateway.adapters._base import HEARTBEAT_GRID
 from discord_gateway.adapters.manager import ShardManager
 
 SHARDS = [
@@ -33,6 +34,8 @@ BAD: list[Any] = [
     pytest.param({"shard": (True, 2)}, id="shard-id-bool"),
     pytest.param({"shard": (0, 1, 2)}, id="shard-triple"),
     pytest.param({"shard": "0,1"}, id="shard-str"),
+    pytest.param({"heartbeat_grid": -1.0}, id="heartbeat-grid-negative"),
+    pytest.param({"heartbeat_grid": "1"}, id="heartbeat-grid-str"),
     pytest.param({"intents": -1}, id="intents-negative"),
     pytest.param({"intents": 1.5}, id="intents-float"),
     pytest.param({"intents": True}, id="intents-bool"),
@@ -140,6 +143,7 @@ def test_every_documented_option_is_still_accepted(cls: Any) -> None:
         max_pending_events=5,
         max_failed_attempts=None,
         fast_frames=False,
+        heartbeat_grid=0.25,
     )
     assert shard.options.shard == (1, 4)  # normalised to a tuple
     assert shard.connection.state.value == "connecting"  # built, not connected
@@ -159,3 +163,27 @@ def test_fast_frames_reaches_every_connection(cls: Any, fast_frames: bool) -> No
 def test_fast_frames_is_checked_by_the_core(cls: Any) -> None:
     with pytest.raises(ConfigurationError, match="fast_frames must be True or False"):
         build(cls, fast_frames=1)
+
+
+@pytest.mark.parametrize("grid", [0.0, 0.25, 2])
+@pytest.mark.parametrize("cls", SHARDS)
+def test_heartbeat_grid_reaches_every_connection(cls: Any, grid: float) -> None:
+    shard = build(cls, heartbeat_grid=grid)
+    assert shard.connection._heartbeat_grid == grid
+    assert shard.options.new_connection()._heartbeat_grid == grid
+
+
+@pytest.mark.parametrize("cls", SHARDS)
+def test_shards_put_heartbeats_on_a_grid_by_default(cls: Any) -> None:
+    # The core times heartbeats exactly unless told; every adapter (and so every
+    # ShardManager shard) uses one grid.
+    assert DiscordConnection("wss://g")._heartbeat_grid == 0.0
+    shard = build(cls)
+    assert shard.options.heartbeat_grid == HEARTBEAT_GRID > 0
+    assert shard.connection._heartbeat_grid == HEARTBEAT_GRID
+
+
+@pytest.mark.parametrize("cls", [*SHARDS, pytest.param(ShardManager, id="manager")])
+def test_heartbeat_grid_is_checked_by_the_core(cls: Any) -> None:
+    with pytest.raises(ConfigurationError, match="heartbeat_grid must be a number of seconds"):
+        build(cls, heartbeat_grid=float("nan"))

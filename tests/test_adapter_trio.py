@@ -9,6 +9,7 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import base64
+import math
 import random
 import socket
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ from discord_gateway.testing import (
     ResetConnection,
     SendInvalidSession,
     SendReconnect,
+    ServerConfig,
     Stall,
 )
 
@@ -338,3 +340,57 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
 
     run(main, timeout=30)
     assert_reading_was_paused(caplog)
+
+
+class _SlotRandom(random.Random):
+    """A jitter that puts the first heartbeat ``offset`` into the grid slot at ``slot``
+    (on trio's clock) whenever HELLO came (see the asyncio adapter's test)."""
+
+    def __init__(self, slot: float, offset: float, interval: float) -> None:
+        super().__init__(0)
+        self.slot, self.offset, self.interval = slot, offset, interval
+        self.jitters: list[float] = []
+
+    def random(self) -> float:
+        jitter = (self.slot + self.offset - trio.current_time()) / self.interval
+        self.jitters.append(jitter)
+        return jitter
+
+
+class _WaitRecorder(trio.abc.Instrument):
+    """Before each wait for I/O: which shards await a heartbeat ACK."""
+
+    def __init__(self) -> None:
+        self.shards: list[Shard] = []
+        self.waits: list[tuple[bool, ...]] = []
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.waits.append(tuple(not shard.connection.acknowledged for shard in self.shards))
+
+
+@pytest.mark.parametrize("grid", [0.0, 0.1])
+def test_heartbeats_on_the_grid_share_one_run_loop_pass(grid: float) -> None:
+    # Two shards whose first heartbeats are 50 ms apart, in one 100 ms slot of the
+    # grid: on it, trio wakes both in one pass of its run loop; without it, in two.
+    interval = 2.0
+    config = ServerConfig(heartbeat_interval=interval, enforce_identify_concurrency=False)
+    recorder = _WaitRecorder()
+
+    async def main() -> None:
+        slot = math.ceil((trio.current_time() + 1.0) / 0.1) * 0.1
+        rngs = [_SlotRandom(slot, offset, interval) for offset in (0.025, 0.075)]
+        shards = [
+            Shard(gateway.token, intents=513, url=gateway.url, rng=rng, heartbeat_grid=grid)
+            for rng in rngs
+        ]
+        recorder.shards = shards
+        with trio.fail_after(20):
+            async with shards[0], shards[1]:
+                await until(lambda: all(shard.connection.latency is not None for shard in shards))
+        assert all(len(rng.jitters) == 1 and 0 <= rng.jitters[0] < 1 for rng in rngs)
+
+    with ThreadedGateway(config=config) as gateway:
+        trio.run(main, instruments=[recorder])
+    # The first wait after a heartbeat went out: which shards had sent theirs by then.
+    first = next(waiting for waiting in recorder.waits if any(waiting))
+    assert first == ((True, True) if grid else (True, False))

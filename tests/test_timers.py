@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from discord_gateway import (
     CloseDiscordConnection,
+    ConfigurationError,
     DiscordConnection,
     HeartbeatAck,
     RemoteProtocolError,
@@ -20,7 +24,8 @@ from peer import Link
 
 
 def hello_link(interval_ms: float = 10_000, seed: int = 1, **kwargs: Any) -> Link:
-    conn = DiscordConnection("wss://g", rng=random.Random(seed), clock=_no_clock, **kwargs)
+    kwargs.setdefault("rng", random.Random(seed))
+    conn = DiscordConnection("wss://g", clock=_no_clock, **kwargs)
     link = Link(conn)
     link.now = 100.0
     link.hello(interval_ms)
@@ -268,3 +273,105 @@ def test_clock_is_read_when_no_now_is_given() -> None:
     link.conn.receive(link.peer.send({"op": 10, "d": {"heartbeat_interval": 1000}}))
     deadline = conn.next_deadline()  # HELLO read 50.0: first beat within one interval
     assert deadline is not None and 50.0 <= deadline <= 51.0
+
+
+# -- heartbeat_grid: deadlines on a shared grid, so shards beat together -------------------
+
+
+def _on_grid(deadline: float, grid: float) -> bool:
+    return abs(deadline / grid - round(deadline / grid)) < 1e-6
+
+
+def test_heartbeat_grid_is_off_by_default() -> None:
+    link = hello_link(41_250, seed=5)
+    assert link.conn.next_deadline() == 100.0 + 41.25 * random.Random(5).random()
+
+
+@given(
+    grid=st.sampled_from([0.05, 0.25, 0.5, 1.0, 2.5]),
+    interval_ms=st.integers(1_000, 60_000),
+    hello_at=st.floats(0.0, 1e6),
+    seed=st.integers(0, 2**32 - 1),
+    lateness=st.lists(st.floats(0.0, 0.2), min_size=1, max_size=6),
+)
+def test_heartbeat_deadlines_are_on_the_grid_and_never_late(
+    grid: float, interval_ms: int, hello_at: float, seed: int, lateness: list[float]
+) -> None:
+    # protocol 10, 13: at most one grid step early, never later than the exact time.
+    conn = DiscordConnection("wss://g", rng=random.Random(seed), heartbeat_grid=grid)
+    link = Link(conn)
+    link.now = hello_at
+    link.hello(interval_ms)
+    interval = interval_ms / 1000
+    step = min(grid, interval / 16)  # a grid coarser than 1/16 of the interval is capped
+    exact = hello_at + interval * random.Random(seed).random()
+    deadline = conn.next_deadline()
+    assert deadline is not None and _on_grid(deadline, step)
+    # The first one: jittered, at the grid's resolution (float rounding may cost a step).
+    assert exact - step - 1e-9 <= deadline <= exact
+    for late in lateness:
+        fire(link, max(deadline, hello_at) + late * interval)
+        link.server({"op": 11})
+        after = conn.next_deadline()
+        assert after is not None and _on_grid(after, step)
+        assert deadline + interval - step - 1e-9 <= after <= deadline + interval  # phase-locked
+        deadline = after
+
+
+def test_connections_on_one_clock_beat_together() -> None:
+    # Two shards greeted 0.3 s apart whose jitter falls in the same 1 s slot share a
+    # deadline: an event loop runs both heartbeats in one wake-up.
+    a = hello_link(41_250, heartbeat_grid=1.0, rng=_Fixed(0.5))
+    b = DiscordConnection("wss://g", heartbeat_grid=1.0, rng=_Fixed(0.5), clock=_no_clock)
+    link_b = Link(b)
+    link_b.now = 100.3
+    link_b.hello(41_250)
+    first = a.conn.next_deadline()
+    assert first == b.next_deadline() == 120.0  # 120.625 and 120.925, on the grid
+    fire(a, first)
+    fire(link_b, first)
+    assert a.conn.next_deadline() == b.next_deadline() == 161.0  # 41 s later: not late
+
+
+def test_the_grid_keeps_the_first_heartbeat_spread() -> None:
+    # protocol 10: the jitter survives, at the grid's resolution: 41 slots of 1 s.
+    rng = random.Random(7)
+    slots = set()
+    for _ in range(400):
+        link = hello_link(41_250, heartbeat_grid=1.0, rng=rng)
+        deadline = link.conn.next_deadline()
+        assert deadline is not None
+        slots.add(deadline)
+    # Every whole second of the interval, and nothing outside it (141 holds 0.25 s).
+    assert {float(t) for t in range(100, 141)} <= slots <= {float(t) for t in range(100, 142)}
+
+
+def test_a_late_timer_on_the_grid_does_not_burst() -> None:
+    link = hello_link(10_000, heartbeat_grid=0.5)
+    first = link.conn.next_deadline()
+    assert first is not None
+    fire(link, first + 35.2)  # the event loop was blocked for 3.5 intervals
+    assert link.conn.next_deadline() == math.floor((first + 45.2) / 0.5) * 0.5
+
+
+def test_a_manual_heartbeat_moves_the_next_one_onto_the_grid() -> None:
+    link = hello_link(10_000, heartbeat_grid=0.5)
+    link.client(link.conn.heartbeat(now=103.3))
+    assert link.conn.next_deadline() == 113.0
+
+
+@pytest.mark.parametrize("grid", [-1, -0.5, math.nan, math.inf, "1", True, None])
+def test_heartbeat_grid_must_be_seconds(grid: Any) -> None:
+    with pytest.raises(ConfigurationError, match="heartbeat_grid must be a number of seconds"):
+        DiscordConnection("wss://g", heartbeat_grid=grid)
+
+
+class _Fixed(random.Random):
+    """Every jitter the same."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value

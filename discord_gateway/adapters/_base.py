@@ -45,6 +45,7 @@ __all__ = (
     "shard_logger",
     "MAX_FAILED_ATTEMPTS",
     "MAX_PENDING_EVENTS",
+    "HEARTBEAT_GRID",
     "READ_SIZE",
     "ShardOptions",
     "default_ssl_context",
@@ -66,6 +67,10 @@ DEFAULT_URL = "wss://gateway.discord.gg"
 MAX_FAILED_ATTEMPTS = 5
 #: Events that may wait for the consumer before the adapter stops reading the socket.
 MAX_PENDING_EVENTS = 10_000
+#: Heartbeat deadlines are multiples of this many seconds (the core's
+#: ``heartbeat_grid``): shards in one process beat together, one wake-up for
+#: several, instead of each waking the process on its own.
+HEARTBEAT_GRID = 2.0
 #: The longest timeout any option accepts, and the longest an adapter ever waits
 #: at once: a day (every selector can wait that long).
 MAX_SECONDS = MAX_TIMEOUT
@@ -127,6 +132,9 @@ class ShardOptions:
     #: Parse plain data frames straight out of each read (the core's ``fast_frames``);
     #: False sends every byte through wsproto.
     fast_frames: bool = True
+    #: Heartbeat deadlines on multiples of this many seconds (the core's
+    #: ``heartbeat_grid``; 0: exact): one wake-up for several shards' heartbeats.
+    heartbeat_grid: float = HEARTBEAT_GRID
 
     @classmethod
     def build(cls, token: str, intents: int, url: str, options: Mapping[str, Any]) -> ShardOptions:
@@ -196,6 +204,7 @@ class ShardOptions:
             headers=self.headers,
             rng=self.rng,
             fast_frames=self.fast_frames,
+            heartbeat_grid=self.heartbeat_grid,
             logger=shard_logger(self.shard),
             **extra,
         )
@@ -246,6 +255,7 @@ class ManagerOptions(TypedDict, total=False):
     max_pending_events: int
     max_failed_attempts: int | None
     fast_frames: bool
+    heartbeat_grid: float
 
 
 class ShardKwargs(ManagerOptions, total=False):

@@ -85,7 +85,8 @@ class _GatewayProtocol(asyncio.Protocol):
             return
         for chunk in result.out:
             self.write(chunk)
-        shard._deliver(result.events)
+        if result.events:
+            shard._deliver(result.events)
         shard._set_ready(result.ready)
         if result.identify_due:
             assert shard._before_identify is not None
@@ -105,10 +106,13 @@ class _GatewayProtocol(asyncio.Protocol):
         self._apply(self._driver.greet)
 
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         deadline = self._driver.conn.next_deadline()
+        timer = self._timer
+        if timer is not None:
+            if timer.when() == deadline:
+                return  # unchanged (a heartbeat ACK): keep the armed timer
+            timer.cancel()
+            self._timer = None
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 

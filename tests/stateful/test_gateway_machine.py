@@ -165,9 +165,16 @@ class GatewayMachine(RuleBasedStateMachine):
         # rest start cold, to race the handshake itself.
         warm=st.sampled_from([True, True, True, False]),
         deviations=DEVIATIONS,
+        # Heartbeats timed exactly, or on a grid (never late, up to a step early).
+        heartbeat_grid=st.sampled_from([0.0, 0.0, 0.5]),
     )
     def start(
-        self, transport: tuple[str, str | None], seed: int, warm: bool, deviations: Deviations
+        self,
+        transport: tuple[str, str | None],
+        seed: int,
+        warm: bool,
+        deviations: Deviations,
+        heartbeat_grid: float,
     ) -> None:
         encoding, compress = transport
         self.store.deviations = deviations
@@ -179,6 +186,7 @@ class GatewayMachine(RuleBasedStateMachine):
             rng=random.Random(seed),
             clock=lambda: math.nan,  # every call passes now: the core never reads a clock
             dispatch_handled=True,
+            heartbeat_grid=heartbeat_grid,
         )
         self.open_link()
         if warm:

@@ -7,6 +7,7 @@ arrives exactly once, in order, whatever failed in between.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import selectors
@@ -22,7 +23,7 @@ from adapter_scenarios import (
     stall_then_catch_up,
 )
 
-from discord_gateway import AuthenticationFailed, Disconnected, Ready, Resumed
+from discord_gateway import AuthenticationFailed, Disconnected, Dispatch, Ready, Resumed
 from discord_gateway.adapters.asyncio import Shard
 from discord_gateway.testing import (
     AfterDispatches,
@@ -217,6 +218,40 @@ def test_cancelling_the_consumer_never_leaks_the_socket() -> None:
                 await task
             server = gateway.connections[0]
             await gateway.wait_for(lambda: server.closed_by is not None)
+
+    run(main())
+
+
+def test_cancelled_waits_and_two_consumers_lose_and_repeat_nothing() -> None:
+    # The event queue wakes its waiting consumers itself: a wait cancelled by a
+    # timeout must leave no waiter behind and take no event with it, and two
+    # consumers of one shard must share the dispatches, each exactly once.
+    async def main() -> None:
+        async with serve(CONFIG) as gateway:
+            bot = Bot(gateway)
+            async with bot.shard as shard:
+                await shard.wait_ready()
+                for _ in range(5):
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        bot.events.append(await asyncio.wait_for(shard.__anext__(), 0.01))
+                assert not shard._waiters
+                gateway.dispatch("TEST", {"i": 0})
+                seen: list[list[int]] = [[], []]
+
+                async def consume(mine: list[int]) -> None:
+                    async for event in shard:
+                        if isinstance(event, Dispatch) and event.name == "TEST":
+                            mine.append(event.data["i"])
+
+                consumers = [asyncio.create_task(consume(mine)) for mine in seen]
+                await until(lambda: seen[0] + seen[1] == [0])
+                await asyncio.sleep(0.01)  # both consumers wait again
+                await push(gateway, 1, 40)
+                await until(lambda: len(seen[0]) + len(seen[1]) == 40)
+                await asyncio.sleep(0.05)
+            await asyncio.wait_for(asyncio.gather(*consumers), 5)
+            assert sorted(seen[0] + seen[1]) == list(range(40))
+            assert seen[0] == sorted(seen[0]) and seen[1] == sorted(seen[1])
 
     run(main())
 

@@ -57,7 +57,7 @@ from ..errors import (
     RemoteProtocolError,
     fatal_close_error,
 )
-from ..events import Disconnected, Event, Hello, Ready, Resumed
+from ..events import Disconnected, Dispatch, Event, Hello, Ready, Resumed
 from ..fsm import State
 from ..fsm.states import OPEN_STATES, SENDING_STATES
 from ._base import ShardOptions, shard_logger
@@ -300,8 +300,12 @@ class Driver:
             self._note(f"unexpected error: {exc!r}", counts=True)
             alive = False
         events: list[Event] = []
+        append = events.append
         identify_due = False
         for event in conn.events():
+            if type(event) is Dispatch:  # most events: nothing to decide (not READY/RESUMED)
+                append(event)
+                continue
             if isinstance(event, Hello):
                 if conn.state is not State.HELLO:
                     # The read that carried HELLO also carried op 7, op 9, a close
@@ -318,7 +322,7 @@ class Driver:
             elif isinstance(event, Resumed):
                 self._session_started()
                 self.log.info("session %s resumed", conn.session_id)
-            events.append(event)
+            append(event)
         if conn.state not in SENDING_STATES:
             self._ready = False
         if conn.state in (State.RECONNECTING, State.CLOSED):

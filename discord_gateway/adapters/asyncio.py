@@ -14,6 +14,7 @@ When ``max_pending_events`` wait for you, the transport stops reading
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -177,7 +178,11 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
         self._before_identify = before_identify
         self._driver = Driver(self.options, gate_identify=before_identify is not None)
         self.connection: DiscordConnection = self._driver.conn
-        self._events: asyncio.Queue[Event | Stop] = asyncio.Queue()
+        # Events for the consumer, and the futures of consumers waiting for one: a
+        # read's events go in with one extend() and wake the consumer once.
+        self._events: deque[Event | Stop] = deque()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._bound = self._driver.bound
         self._ready = asyncio.Event()
         self._unpaused = asyncio.Event()
         self._unpaused.set()
@@ -209,27 +214,51 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
     @property
     def pending_events(self) -> int:
         """Events received and not yet taken by you."""
-        return self._events.qsize()
+        return len(self._events)
 
     def __aiter__(self) -> Shard:
         return self
 
     async def __anext__(self) -> Event:
-        item = await self._events.get()
+        events = self._events
+        while not events:
+            # Nothing waits: sleep until _deliver() or _stop() wakes every waiter.
+            waiter = asyncio.get_running_loop().create_future()
+            waiters = self._waiters
+            waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:  # cancelled: forget this waiter
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                raise
+        item = events.popleft()
         if isinstance(item, Stop):
-            self._events.put_nowait(item)  # every later call ends too
+            events.append(item)  # every later call ends too
             self._raise_error()
             raise StopAsyncIteration
-        if self._driver.bound.after_get(self._events.qsize()):
+        bound = self._bound
+        if bound.paused and bound.after_get(len(events)):
             self._unpaused.set()
             if self._protocol is not None:
                 self._protocol.pause_reading(False)
         return item
 
+    def _wake(self) -> None:
+        waiters = self._waiters
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            waiters.clear()
+
     def _deliver(self, events: list[Event]) -> None:
-        for event in events:
-            self._events.put_nowait(event)
-        if events and self._driver.bound.after_put(self._events.qsize()):
+        if not events:
+            return
+        queue = self._events
+        queue.extend(events)
+        self._wake()
+        if self._bound.after_put(len(queue)):
             self._unpaused.clear()
             if self._protocol is not None and not self._driver.closing:
                 self._protocol.pause_reading(True)
@@ -245,7 +274,8 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
             self._stopped = True
             self._error = error
             self._stopped_event.set()
-            self._events.put_nowait(Stop(error))
+            self._events.append(Stop(error))
+            self._wake()
 
     # sending ------------------------------------------------------------------------
 

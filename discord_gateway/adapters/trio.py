@@ -137,7 +137,9 @@ class Shard(ShardCommands[Coroutine[Any, Any, None]]):
             self._send_events.send_nowait(item)  # every later call ends too
             self._raise_error()
             raise StopAsyncIteration
-        if self._driver.bound.after_get(self.pending_events):
+        bound = self._driver.bound
+        # The channel's statistics() costs ~1 us: only asked for while reading is paused.
+        if bound.paused and bound.after_get(self.pending_events):
             self._unpaused.set()
             self._wakeup()
         return item

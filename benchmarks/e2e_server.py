@@ -18,7 +18,9 @@ async def main(count: int) -> None:
     messages = [
         m for m in small_messages(min(count, 20_000)) if m.get("op") == 0 and m.get("t") != "READY"
     ]
-    async with serve(ServerConfig(heartbeat_interval=41.25)) as gateway:
+    # Every captured event is replayed as is, to a peer that identifies with few
+    # intents: no filtering, so both clients read the same payloads.
+    async with serve(ServerConfig(heartbeat_interval=41.25, filter_by_intents=False)) as gateway:
         print(gateway.url, gateway.token, flush=True)
         await gateway.wait_for(lambda: bool(gateway.store.sessions), timeout=30)
         await asyncio.sleep(0.05)

@@ -281,7 +281,8 @@ async def _demo(out: TextIO, seconds: float) -> DemoSummary:
         async with serve(ServerConfig(heartbeat_interval=1.0), seed="demo") as gateway:
             shard = _NarratedShard(
                 gateway.token,
-                intents=DEFAULT_INTENTS,
+                # the demo's messages have no guild: DMs, which need DIRECT_MESSAGES
+                intents=DEFAULT_INTENTS | Intents.DIRECT_MESSAGES,
                 url=gateway.url,
                 dispatch_handled=True,
                 close_timeout=1.0,

@@ -24,7 +24,9 @@ from discord_gateway.testing import DEFAULT_TOKEN, GatewayServer, SessionStore
 
 IDENTIFY: dict[str, Any] = {
     "token": DEFAULT_TOKEN,
-    "intents": 513,
+    # GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES: tests push MESSAGE_CREATE with and
+    # without a guild_id (the local gateway filters by intents, as Discord does).
+    "intents": 4609,
     "properties": {"os": "linux", "browser": "test", "device": "test"},
 }
 

@@ -31,6 +31,10 @@ from discord_gateway.testing import (
     SessionStore,
 )
 
+#: GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES: the scenarios push MESSAGE_CREATEs
+#: without a guild_id (DMs), and the local gateway filters by intents as Discord does.
+_INTENTS = 4609
+
 
 class MemoryLink:
     def __init__(
@@ -113,7 +117,7 @@ class MemoryLink:
                 if self.client.should_resume:
                     self.to_server(self.client.resume(self.token))
                 else:
-                    self.to_server(self.client.identify(token=self.token, intents=513))
+                    self.to_server(self.client.identify(token=self.token, intents=_INTENTS))
 
     def pump(self) -> None:
         """Deliver server output until both sides are quiet."""

@@ -304,7 +304,7 @@ def test_a_restarted_manager_resumes_every_shard(backend: str, tmp_path: Path) -
                 "max_concurrency": 3,
                 "session_store": store,
             }
-            bot = ShardManager(gateway.token, intents=1, **options)
+            bot = ShardManager(gateway.token, intents=513, **options)
             await bot.start()
             await _run_until(bot, lambda ev: _count(ev, Ready) == 3)
             gateway.dispatch("MESSAGE_CREATE", {"guild_id": str((1 << 22) + 1), "n": 1})
@@ -318,7 +318,7 @@ def test_a_restarted_manager_resumes_every_shard(backend: str, tmp_path: Path) -
             assert gateway.store.identify_count == 3
             # Missed while no process ran: replayed on RESUME.
             gateway.dispatch("MESSAGE_CREATE", {"guild_id": str((2 << 22) + 1), "n": 2})
-            again = ShardManager(gateway.token, intents=1, **options)
+            again = ShardManager(gateway.token, intents=513, **options)
             await again.start()
             events = await _run_until(again, lambda ev: _count(ev, Resumed) == 3)
             assert gateway.store.identify_count == 3  # no new session started
@@ -375,7 +375,7 @@ def test_session_writes_are_coalesced() -> None:
         store = MemorySessionStore()
         async with serve(_config(1)) as gateway:
             bot = ShardManager(
-                gateway.token, intents=1, shard_count=1, url=gateway.url, session_store=store
+                gateway.token, intents=513, shard_count=1, url=gateway.url, session_store=store
             )
             await bot.start()
             await _run_until(bot, lambda ev: _count(ev, Ready) == 1)
@@ -416,7 +416,7 @@ def test_dispatches_reach_the_stream_once_and_a_group_consumes_each_once(
                 "max_concurrency": 2,
                 "session_store": store,
             }
-            bot = ShardManager(gateway.token, intents=1, event_sink=sink, **options)
+            bot = ShardManager(gateway.token, intents=513, event_sink=sink, **options)
             await bot.start()
             await _run_until(bot, lambda ev: _count(ev, Ready) == 2)
             for n in range(200):
@@ -424,7 +424,7 @@ def test_dispatches_reach_the_stream_once_and_a_group_consumes_each_once(
             await _run_until(bot, lambda ev: _count(ev, Dispatch) >= 200)
             await bot.close(4000)
             # A restart replays nothing new, and the replay is not published twice.
-            again = ShardManager(gateway.token, intents=1, event_sink=sink, **options)
+            again = ShardManager(gateway.token, intents=513, event_sink=sink, **options)
             await again.start()
             await _run_until(again, lambda ev: _count(ev, Resumed) == 2)
             await again.close(4000)

@@ -23,7 +23,8 @@ def test_ctl_pushes_injects_and_lists(
     discord_gateway: GatewayFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = discord_gateway.url
-    with Shard(discord_gateway.token, intents=513, url=url) as shard:
+    # GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT: the message's content arrives
+    with Shard(discord_gateway.token, intents=513 | 1 << 15, url=url) as shard:
         assert ctl(url, "wait-ready", "--timeout", "5") == 0
         assert ctl(url, "message", "hi from ctl") == 0
         pushed = json.loads(capsys.readouterr().out.split("\n}\n", 1)[1])

@@ -36,7 +36,8 @@ def post(gateway: GatewayFixture, route: str, body: Any) -> Any:
 
 def test_a_threaded_bot_is_driven_and_observed(discord_gateway: GatewayFixture) -> None:
     assert discord_gateway.url.startswith("ws://127.0.0.1:")
-    with Shard(discord_gateway.token, intents=513, url=discord_gateway.url) as shard:
+    # GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT: guild messages arrive with their content
+    with Shard(discord_gateway.token, intents=513 | 1 << 15, url=discord_gateway.url) as shard:
         discord_gateway.wait_ready()
         discord_gateway.push(discord_gateway.world.message("!ping"))
         for event in shard:

@@ -113,7 +113,8 @@ def test_a_bot_identifies_gets_pushed_dispatches_and_sees_a_reset() -> None:
             client = Client(gateway)
             await client.open()
             await client.until(lambda: any(isinstance(e, Hello) for e in client.events))
-            client.send(client.conn.identify(token=gateway.token, intents=1))
+            # GUILDS | DIRECT_MESSAGES: the MESSAGE_CREATE pushed below has no guild (a DM)
+            client.send(client.conn.identify(token=gateway.token, intents=4097))
             await client.until(lambda: any(isinstance(e, Ready) for e in client.events))
             assert gateway.dispatch("MESSAGE_CREATE", {"content": "hi"}) == [2]
             await client.until(
@@ -307,7 +308,8 @@ def test_docs_example_reconnect_and_resume_over_tcp() -> None:
                             writer.write(
                                 conn.resume(gateway.token)
                                 if conn.should_resume
-                                else conn.identify(token=gateway.token, intents=1)
+                                # GUILDS | DIRECT_MESSAGES: the messages pushed are DMs
+                                else conn.identify(token=gateway.token, intents=4097)
                             )
                         elif isinstance(event, Dispatch):
                             seen.append(event)

@@ -47,7 +47,8 @@ def test_a_bot_that_stops_reading_is_reset_and_its_queue_is_bounded(
             client = Client(gateway)
             await client.open()
             await client.until(lambda: any(isinstance(e, Hello) for e in client.events))
-            client.writer.write(client.conn.identify(token=gateway.token, intents=1))
+            # GUILDS | DIRECT_MESSAGES: the MESSAGE_CREATEs pushed below have no guild (DMs)
+            client.writer.write(client.conn.identify(token=gateway.token, intents=4097))
             await client.until(lambda: any(isinstance(e, Ready) for e in client.events))
             server = gateway.connections[0]
             # The bot stops reading; tests keep pushing 20,000 dispatches of 1 kB.

@@ -66,7 +66,9 @@ class Bot:
                 self.writer.write(chunk)
             for event in self.conn.events():
                 if isinstance(event, Hello):
-                    self.writer.write(self.conn.identify(token=self.gateway.token, intents=513))
+                    # GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT: guild messages with content
+                    intents = 513 | 1 << 15
+                    self.writer.write(self.conn.identify(token=self.gateway.token, intents=intents))
                 elif isinstance(event, Dispatch):
                     self.names.append(event.name)
                     self.data.append(event.data)

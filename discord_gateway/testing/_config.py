@@ -57,7 +57,11 @@ class ServerConfig:
     ``enforce_session_start_limit`` closes an IDENTIFY beyond
     ``session_start_limit`` sessions with 4004 (Discord resets the token); both
     on by default, like Discord: turn them off in tests that start sessions back
-    to back. ``write_timeout`` and ``max_write_buffer`` bound a client that
+    to back. ``filter_by_intents`` sends each session only the dispatches its
+    IDENTIFY intents cover, with message content emptied without
+    MESSAGE_CONTENT, as Discord does (the table is :mod:`.intents`; on by
+    default: turn it off to get every dispatch whatever the intents).
+    ``write_timeout`` and ``max_write_buffer`` bound a client that
     stops reading (``serve()`` resets it). ``handshake_timeout`` bounds the HTTP
     request head and upgrade, ``close_timeout`` how long we wait for the client's
     close frame after ours.
@@ -93,6 +97,7 @@ class ServerConfig:
     enforce_identify_concurrency: bool = True
     session_start_limit: int = 1000
     enforce_session_start_limit: bool = True
+    filter_by_intents: bool = True
     handshake_timeout: float = 10.0
     write_timeout: float = 10.0
     max_write_buffer: int = 4 * 1024 * 1024

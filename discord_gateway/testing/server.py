@@ -433,7 +433,8 @@ class GatewayServer:
         self.store._wake(self)
 
     def dispatch(self, name: str, data: Any) -> int | None:
-        """Push a dispatch to this connection's session; its seq (None without a session)."""
+        """Push a dispatch to this connection's session; its seq (None without a
+        session, or when the session's intents do not cover it)."""
         if self.session is None:
             return None
         return self.store._append(self.session, name, data)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..opcodes import Opcode
+from . import intents as _intents
 from ._config import ConnectionState, ServerConfig
 from .profiles import Deviations
 from .world import World  # issue 16 hook: guilds, members and payloads come from the world
@@ -170,8 +171,10 @@ class SessionStore:
 
         With ``session_id``, only that session; otherwise every valid session,
         routed by shard like Discord does (``guild_id`` decides, events without
-        one go to shard 0: protocol 44) unless ``route=False``. Disconnected
-        sessions keep it for the RESUME replay. Returns the seqs assigned.
+        one go to shard 0: protocol 44) unless ``route=False``; either way only
+        to sessions whose intents cover it (``filter_by_intents``, see
+        :meth:`_append`). Disconnected sessions keep it for the RESUME replay.
+        Returns the seqs assigned.
         The world remembers what it says (a later READY/GUILD_CREATE shows it).
         """
         self.world.apply(name, data)  # issue 16 hook
@@ -181,9 +184,24 @@ class SessionStore:
             targets = [
                 s for s in self.sessions.values() if s.valid and (not route or s.receives(data))
             ]
-        return [self._append(session, name, data) for session in targets]
+        seqs = (self._append(session, name, data) for session in targets)
+        return [seq for seq in seqs if seq is not None]
 
-    def _append(self, session: Session, name: str, data: Any, *, reuse_seq: bool = False) -> int:
+    def _append(
+        self, session: Session, name: str, data: Any, *, reuse_seq: bool = False
+    ) -> int | None:
+        """Send dispatch ``name`` to ``session`` (log it, number it); its seq.
+
+        Every dispatch goes through here. With ``filter_by_intents`` a session
+        whose intents do not cover the event gets nothing (``None``: no seq, no
+        log entry), and message content is emptied without MESSAGE_CONTENT
+        (:mod:`.intents`, as Discord does).
+        """
+        if self.config.filter_by_intents:
+            bot_id = self.world.bot["id"]
+            if not _intents.receives(name, data, session.intents, bot_id):
+                return None
+            data = _intents.redact(name, data, session.intents, bot_id)
         if not reuse_seq:  # a deviation (profiles) may give two dispatches one seq
             session.seq += 1
         payload = {"op": Opcode.DISPATCH.value, "d": data, "s": session.seq, "t": name}

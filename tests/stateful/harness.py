@@ -36,6 +36,9 @@ INTERVAL = 10.0  # seconds; the server's heartbeat_interval
 MAIN_URL = "ws://gateway.local/"
 RESUME_URL = "ws://resume.gateway.local/"
 TOKEN = "local-token"
+#: GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES: the machines push MESSAGE_CREATEs
+#: without a guild_id (DMs), and the local gateway filters by intents as Discord does.
+INTENTS = 4609
 
 #: Fatal close codes (protocol 31, table H).
 FATAL_CODES = frozenset({4004, 4010, 4011, 4012, 4013, 4014})

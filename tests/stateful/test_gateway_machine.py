@@ -82,6 +82,7 @@ from discord_gateway.testing import (
 
 from harness import (
     CLIENT_FAULT_CODES,
+    INTENTS,
     INTERVAL,
     MAIN_URL,
     TOKEN,
@@ -337,7 +338,7 @@ class GatewayMachine(RuleBasedStateMachine):
                 data = self.client.resume(TOKEN, now=self.now)
                 model.state = State.RESUMING
             else:
-                data = self.client.identify(token=TOKEN, intents=513, now=self.now)
+                data = self.client.identify(token=TOKEN, intents=INTENTS, now=self.now)
                 model.state = State.IDENTIFYING
             self.emit(link, [data], origin="hello")
 

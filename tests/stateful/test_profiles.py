@@ -18,7 +18,7 @@ from discord_gateway import CloseDiscordConnection, DiscordConnection, State
 from discord_gateway.events import Dispatch, Ready, Resumed
 from discord_gateway.testing import PROFILES, GatewayServer, deviations_profile
 
-from harness import MAIN_URL, TOKEN, new_store
+from harness import INTENTS, MAIN_URL, TOKEN, new_store
 
 TRANSPORTS = [("json", None), ("json", "zlib-stream"), ("json", "zstd-stream"), ("etf", None)]
 # bad-token-closes-4000 only changes what a wrong token gets (tests/test_server.py).
@@ -62,7 +62,7 @@ class World:
                     start = (
                         self.client.resume(TOKEN, now=self.now)
                         if self.client.should_resume
-                        else self.client.identify(token=TOKEN, intents=513, now=self.now)
+                        else self.client.identify(token=TOKEN, intents=INTENTS, now=self.now)
                     )
                     out.append(start)
             for chunk in out:

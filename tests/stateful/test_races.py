@@ -14,7 +14,7 @@ from discord_gateway import CloseDiscordConnection, DiscordConnection, State
 from discord_gateway.events import Dispatch, Resumed
 from discord_gateway.testing import Close, GatewayServer, SendReconnect, SessionStore
 
-from harness import MAIN_URL, TOKEN, new_store
+from harness import INTENTS, MAIN_URL, TOKEN, new_store
 
 
 class Pair:
@@ -25,7 +25,7 @@ class Pair:
         self.client = DiscordConnection(MAIN_URL, rng=random.Random(0))
         self.seqs: list[int] = []  # seqs of the dispatches delivered, READY included
         self.server = self._connect(0.0)
-        self.server.receive_data(self.client.identify(token=TOKEN, intents=513), 0.0)
+        self.server.receive_data(self.client.identify(token=TOKEN, intents=INTENTS), 0.0)
         self.pump(0.0)
         assert self.client.state is State.READY
 

@@ -22,7 +22,7 @@ from discord_gateway.testing import (
     SessionStore,
 )
 
-from harness import MAIN_URL, TOKEN, new_store
+from harness import INTENTS, MAIN_URL, TOKEN, new_store
 
 
 def _ready_pair() -> tuple[DiscordConnection, GatewayServer]:
@@ -32,7 +32,7 @@ def _ready_pair() -> tuple[DiscordConnection, GatewayServer]:
     server.receive_data(client.connect(now=0.0), 0.0)
     for chunk in server.data_to_send():
         assert client.receive(chunk, now=0.0) == []
-    server.receive_data(client.identify(token=TOKEN, intents=513), 0.0)
+    server.receive_data(client.identify(token=TOKEN, intents=INTENTS), 0.0)
     for chunk in server.data_to_send():
         client.receive(chunk, now=0.0)
     assert client.state is State.READY
@@ -112,7 +112,7 @@ def test_ready_after_our_close_frame_still_names_the_session() -> None:
     with no session_id, and a session the gateway keeps for us was forgotten.
     """
     client, server = _hello_pair()
-    server.receive_data(client.identify(token=TOKEN, intents=513), 0.0)
+    server.receive_data(client.identify(token=TOKEN, intents=INTENTS), 0.0)
     in_flight = b"".join(server.data_to_send())  # READY, not read yet
     server.receive_data(client.close(4000, now=0.0), 0.0)
     try:

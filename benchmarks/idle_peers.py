@@ -37,7 +37,12 @@ library allows it (zlib-stream, intents GUILDS | GUILD_MESSAGES):
 * ``hikari``: one ``GatewayBot`` with ``shard_count=N``, ``rest_url`` at the
   gateway, ``CacheSettings(components=CacheComponents.NONE)``, no banner, no
   update check; it starts ``max_concurrency`` shards per 5 s window (one
-  window here).
+  window here). ``backports.zstd`` is hidden from it: with it (or on Python
+  3.14) it asks for zstd-stream, which ``GatewayBot`` has no option to change.
+
+The zstd modules are hidden from every client's process alike (ours uses
+zlib-stream by default anyway); the table's "transport" column is what the
+gateway saw each client ask for.
 
 Not run by CI; figures in benchmarks/README.md (idle section).
 """
@@ -81,7 +86,7 @@ IMPORTS = {
 
 
 async def serve(shards: int) -> None:
-    """The local gateway; each line on stdin is answered with "<ready> <heartbeats>"."""
+    """The local gateway; each line on stdin is answered with "<ready> <heartbeats> <compress>"."""
     from discord_gateway.testing import ServerConfig
     from discord_gateway.testing import serve as serve_gateway
     from discord_gateway.testing._config import ConnectionState
@@ -106,7 +111,9 @@ async def serve(shards: int) -> None:
                 c.session is not None and c.state is ConnectionState.CONNECTED
                 for c in gateway.connections
             )
-            print(ready, sum(c.heartbeats for c in gateway.connections), flush=True)
+            beats = sum(c.heartbeats for c in gateway.connections)
+            compress = ",".join(sorted({str(c.compress) for c in gateway.connections})) or "-"
+            print(ready, beats, compress, flush=True)
 
 
 class Gateway:
@@ -122,13 +129,13 @@ class Gateway:
         assert self.process.stdout is not None
         self.url, self.token, self.api = self.process.stdout.readline().split()
 
-    def status(self) -> tuple[int, int]:
-        """(sessions READY, heartbeats received so far)."""
+    def status(self) -> tuple[int, int, str]:
+        """(sessions READY, heartbeats received so far, the connections' compress values)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write("?\n")
         self.process.stdin.flush()
-        ready, beats = self.process.stdout.readline().split()
-        return int(ready), int(beats)
+        ready, beats, compress = self.process.stdout.readline().split()
+        return int(ready), int(beats), compress
 
     def stop(self) -> None:
         if self.process.stdin is not None:
@@ -260,7 +267,7 @@ async def measure(client: str, n: int, seconds: float, ready_timeout: float) -> 
         grown = rss() - base_rss - (tracemalloc.get_tracemalloc_memory() - base_tm)
         tracemalloc.stop()
         gc.collect()
-        _, beats = gateway.status()
+        _, beats, compress = gateway.status()
         wakeups = _wakeups()
         wall, cpu = time.perf_counter(), time.process_time()
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -268,7 +275,7 @@ async def measure(client: str, n: int, seconds: float, ready_timeout: float) -> 
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         after = resource.getrusage(resource.RUSAGE_SELF)
         wakeups = _wakeups() - wakeups
-        ready_after, beats_after = gateway.status()
+        ready_after, beats_after, _ = gateway.status()
         await stop()
     finally:
         gateway.stop()
@@ -277,6 +284,7 @@ async def measure(client: str, n: int, seconds: float, ready_timeout: float) -> 
         "shards": n,
         "ready": ready,
         "ready_after": ready_after,
+        "compress": compress,
         "startup": startup,
         "memory_per_shard": memory / n,
         "rss_per_shard": grown / n,
@@ -309,17 +317,19 @@ def available(client: str) -> bool:
 
 def _span(values: list[float], unit: str, digits: int = 1) -> str:
     low, high = min(values), max(values)
+    figure = f"{low:.{digits}f}{' ' + unit if unit else ''}"
     if round(low, digits) == round(high, digits):
-        return f"{low:.{digits}f} {unit}"
-    return f"{low:.{digits}f} {unit} ({low:.{digits}f}-{high:.{digits}f})"
+        return figure
+    return f"{figure} ({low:.{digits}f}-{high:.{digits}f})"
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """One row per client: the min over its rounds (the spread in brackets)."""
     lines = [
-        "| client | shards READY | start-up | memory per shard (tracemalloc) | RSS per shard "
+        "| client | transport | shards READY | start-up "
+        "| memory per shard (tracemalloc) | RSS per shard "
         "| CPU per shard per second | round trips | CPU per round trip | wake-ups per round trip |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for client in dict.fromkeys(r["client"] for r in results):
         rounds = [r for r in results if r["client"] == client]
@@ -327,7 +337,7 @@ def table(results: list[dict[str, Any]]) -> str:
         failed = [r for r in rounds if "error" in r]
         if failed:
             r = failed[0]
-            lines.append(f"| {name} | {r['ready']} of {r['shards']} | {r['error']} |")
+            lines.append(f"| {name} | - | {r['ready']} of {r['shards']} | {r['error']} |")
             continue
         n = rounds[0]["shards"]
         ready = min(min(r["ready"], r["ready_after"]) for r in rounds)
@@ -337,11 +347,14 @@ def table(results: list[dict[str, Any]]) -> str:
         per_second = _span([r["cpu"] / n / r["seconds"] * 1e6 for r in rounds], "us", 2)
         beats = "/".join(str(r["heartbeats"]) for r in rounds)
         counted = [r for r in rounds if r["heartbeats"]]
-        per_beat = _span([r["cpu"] / r["heartbeats"] * 1e6 for r in counted], "us", 0)
-        wakes = _span([r["wakeups"] / r["heartbeats"] for r in counted], "", 2)
+        per_beat = wakes = "-"
+        if counted:
+            per_beat = _span([r["cpu"] / r["heartbeats"] * 1e6 for r in counted], "us", 0)
+            wakes = _span([r["wakeups"] / r["heartbeats"] for r in counted], "", 2)
         lines.append(
-            f"| {name} | {ready} of {n} | {startup} | {memory} | {grown} | {per_second} "
-            f"| {beats} | {per_beat if counted else '-'} | {wakes if counted else '-'} |"
+            f"| {name} | {rounds[0]['compress']} | {ready} of {n} | {startup} "
+            f"| {memory} | {grown} | {per_second} "
+            f"| {beats} | {per_beat} | {wakes} |"
         )
     return "\n".join(lines)
 
@@ -385,8 +398,9 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["--client"]:
         client, n = sys.argv[2], int(sys.argv[3])
         seconds, ready_timeout = float(sys.argv[4]), float(sys.argv[5])
-        if client == "discord.py":  # it asks for zstd-stream if it can import zstd
-            sys.modules["zstandard"] = sys.modules["compression.zstd"] = None  # type: ignore[assignment]
+        # discord.py and hikari ask for zstd-stream when they can import a zstd module
+        for hidden in ("zstandard", "compression.zstd", "backports.zstd"):
+            sys.modules[hidden] = None  # type: ignore[assignment]
         for module in IMPORTS[client]:  # before tracemalloc starts: not per-shard memory
             importlib.import_module(module)
         print(json.dumps(run(measure(client, n, seconds, ready_timeout))), flush=True)

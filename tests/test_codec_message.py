@@ -60,6 +60,18 @@ def _payload(index: int, size: int) -> bytes:
     return json.dumps({"op": 0, "s": index, "t": "X", "d": {"f": filler}}).encode()
 
 
+def _raw(kind: str, index: int) -> bytes:
+    """The uncompressed gateway message for one of the message ``kinds``."""
+    return {
+        "small": _payload(index, 20),
+        "long": _payload(index, 3000),
+        "split": _payload(index, 200),
+        "frame-ends-inside": _payload(index, 50),
+        "too-large": _payload(index, 2 * SMALL_MAX),
+        "not-json": b"{not json",
+    }[kind]
+
+
 def _zlib_stream(kinds: list[str]) -> list[bytes]:
     """The WebSocket messages a zlib-stream server would send for ``kinds``."""
     deflate = zlib.compressobj()
@@ -68,14 +80,7 @@ def _zlib_stream(kinds: list[str]) -> list[bytes]:
         if kind == "corrupt":
             messages.append(b"\x00\x01garbage\x00\x00\xff\xff")
             continue
-        raw = {
-            "small": _payload(index, 20),
-            "long": _payload(index, 3000),
-            "split": _payload(index, 200),
-            "frame-ends-inside": _payload(index, 50),
-            "too-large": _payload(index, 2 * SMALL_MAX),
-            "not-json": b"{not json",
-        }[kind]
+        raw = _raw(kind, index)
         if kind == "split":  # one gateway message over two WebSocket messages
             whole = deflate.compress(raw) + deflate.flush(zlib.Z_SYNC_FLUSH)
             messages += [whole[: len(whole) // 2], whole[len(whole) // 2 :]]
@@ -92,14 +97,7 @@ def _zstd_stream(kinds: list[str]) -> list[bytes]:
         if kind == "corrupt":
             messages.append(b"\xff\xfe\xfd not zstd at all")
             continue
-        raw = {
-            "small": _payload(index, 20),
-            "long": _payload(index, 3000),
-            "split": _payload(index, 200),
-            "frame-ends-inside": _payload(index, 50),
-            "too-large": _payload(index, 2 * SMALL_MAX),
-            "not-json": b"{not json",
-        }[kind]
+        raw = _raw(kind, index)
         if kind == "frame-ends-inside":
             # This message ends the stream's frame; a new frame follows in it.
             data = compressor.compress(raw[:20])

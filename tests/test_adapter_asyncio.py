@@ -331,6 +331,10 @@ class _SlotRandom(random.Random):
     whenever HELLO came, so two shards land in one slot at different exact times.
     """
 
+    def __new__(cls, *args: Any) -> _SlotRandom:
+        # Before 3.11, random.Random.__new__ refuses more than one argument.
+        return super().__new__(cls)
+
     def __init__(self, slot: float, offset: float, interval: float) -> None:
         super().__init__(0)
         self.slot, self.offset, self.interval = slot, offset, interval

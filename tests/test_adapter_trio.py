@@ -346,6 +346,10 @@ class _SlotRandom(random.Random):
     """A jitter that puts the first heartbeat ``offset`` into the grid slot at ``slot``
     (on trio's clock) whenever HELLO came (see the asyncio adapter's test)."""
 
+    def __new__(cls, *args: Any) -> _SlotRandom:
+        # Before 3.11, random.Random.__new__ refuses more than one argument.
+        return super().__new__(cls)
+
     def __init__(self, slot: float, offset: float, interval: float) -> None:
         super().__init__(0)
         self.slot, self.offset, self.interval = slot, offset, interval

@@ -10,6 +10,7 @@ a connection received) goes through that loop with ``ThreadedGateway.call``.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -111,3 +112,28 @@ def assert_reading_was_paused(caplog: pytest.LogCaptureFixture) -> None:
     """The bound was hit, and said so once per pause at WARNING."""
     pauses = [r for r in caplog.records if "reading from the gateway is paused" in r.getMessage()]
     assert pauses and all(r.levelno == logging.WARNING for r in pauses)
+
+
+class SlotRandom(random.Random):
+    """A jitter that puts the first heartbeat ``offset`` into the grid slot at ``slot``.
+
+    The core draws it at HELLO: ``now + interval * random()`` is then ``slot + offset``
+    on ``clock`` (the event loop's) whenever HELLO came, so two shards land in one
+    slot at different exact times.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> SlotRandom:
+        # Before 3.11, random.Random.__new__ refuses more than one argument.
+        return super().__new__(cls)
+
+    def __init__(
+        self, slot: float, offset: float, interval: float, clock: Callable[[], float]
+    ) -> None:
+        super().__init__(0)
+        self.slot, self.offset, self.interval, self.clock = slot, offset, interval, clock
+        self.jitters: list[float] = []
+
+    def random(self) -> float:
+        jitter = (self.slot + self.offset - self.clock()) / self.interval
+        self.jitters.append(jitter)
+        return jitter

@@ -19,6 +19,7 @@ from adapter_scenarios import (
     CONFIG,
     TLS,
     Recorder,
+    SlotRandom,
     assert_reading_was_paused,
     stall_then_catch_up,
 )
@@ -324,28 +325,6 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
     assert_reading_was_paused(caplog)
 
 
-class _SlotRandom(random.Random):
-    """A jitter that puts the first heartbeat ``offset`` into the grid slot at ``slot``.
-
-    The core draws it at HELLO: ``now + interval * random()`` is then ``slot + offset``
-    whenever HELLO came, so two shards land in one slot at different exact times.
-    """
-
-    def __new__(cls, *args: Any) -> _SlotRandom:
-        # Before 3.11, random.Random.__new__ refuses more than one argument.
-        return super().__new__(cls)
-
-    def __init__(self, slot: float, offset: float, interval: float) -> None:
-        super().__init__(0)
-        self.slot, self.offset, self.interval = slot, offset, interval
-        self.jitters: list[float] = []
-
-    def random(self) -> float:
-        jitter = (self.slot + self.offset - asyncio.get_running_loop().time()) / self.interval
-        self.jitters.append(jitter)
-        return jitter
-
-
 class _CountingSelector(selectors.DefaultSelector):
     """The loop's selector: before each wait, notes which shards await a heartbeat ACK."""
 
@@ -370,7 +349,10 @@ def test_heartbeats_on_the_grid_share_one_loop_wakeup(grid: float) -> None:
     async def main() -> None:
         async with serve(config) as gateway:
             slot = math.ceil((asyncio.get_running_loop().time() + 1.0) / 0.1) * 0.1
-            rngs = [_SlotRandom(slot, offset, interval) for offset in (0.025, 0.075)]
+            rngs = [
+                SlotRandom(slot, offset, interval, lambda: asyncio.get_running_loop().time())
+                for offset in (0.025, 0.075)
+            ]
             shards = [
                 Shard(gateway.token, intents=513, url=gateway.url, rng=rng, heartbeat_grid=grid)
                 for rng in rngs

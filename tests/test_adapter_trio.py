@@ -20,6 +20,7 @@ import trio
 from adapter_scenarios import (
     TLS,
     Recorder,
+    SlotRandom,
     ThreadedGateway,
     assert_reading_was_paused,
     stall_then_catch_up,
@@ -342,25 +343,6 @@ def test_a_stalled_consumer_bounds_the_queue_and_loses_nothing(
     assert_reading_was_paused(caplog)
 
 
-class _SlotRandom(random.Random):
-    """A jitter that puts the first heartbeat ``offset`` into the grid slot at ``slot``
-    (on trio's clock) whenever HELLO came (see the asyncio adapter's test)."""
-
-    def __new__(cls, *args: Any) -> _SlotRandom:
-        # Before 3.11, random.Random.__new__ refuses more than one argument.
-        return super().__new__(cls)
-
-    def __init__(self, slot: float, offset: float, interval: float) -> None:
-        super().__init__(0)
-        self.slot, self.offset, self.interval = slot, offset, interval
-        self.jitters: list[float] = []
-
-    def random(self) -> float:
-        jitter = (self.slot + self.offset - trio.current_time()) / self.interval
-        self.jitters.append(jitter)
-        return jitter
-
-
 class _WaitRecorder(trio.abc.Instrument):
     """Before each wait for I/O: which shards await a heartbeat ACK."""
 
@@ -382,7 +364,7 @@ def test_heartbeats_on_the_grid_share_one_run_loop_pass(grid: float) -> None:
 
     async def main() -> None:
         slot = math.ceil((trio.current_time() + 1.0) / 0.1) * 0.1
-        rngs = [_SlotRandom(slot, offset, interval) for offset in (0.025, 0.075)]
+        rngs = [SlotRandom(slot, offset, interval, trio.current_time) for offset in (0.025, 0.075)]
         shards = [
             Shard(gateway.token, intents=513, url=gateway.url, rng=rng, heartbeat_grid=grid)
             for rng in rngs

@@ -94,6 +94,24 @@ def _acks(shards: list[Any]) -> int:
     return sum(len(shard.connection._latencies) for shard in shards)
 
 
+async def idle_window(seconds: float) -> dict[str, float]:
+    """Sleep ``seconds``; what this process spent meanwhile: wall seconds, CPU
+    seconds (user + kernel, and each), and the event loop's wake-ups."""
+    wakeups = _wakeups()
+    wall, cpu = time.perf_counter(), time.process_time()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    await asyncio.sleep(seconds)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "seconds": wall,
+        "cpu": cpu,
+        "user": after.ru_utime - usage.ru_utime,
+        "system": after.ru_stime - usage.ru_stime,
+        "wakeups": _wakeups() - wakeups,
+    }
+
+
 async def measure(
     url: str,
     token: str,
@@ -122,14 +140,7 @@ async def measure(
 
         profiler = cProfile.Profile()
         profiler.enable()
-    wakeups = _wakeups()
-    wall, cpu = time.perf_counter(), time.process_time()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    await asyncio.sleep(seconds)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    wakeups = _wakeups() - wakeups
-    user, system = after.ru_utime - usage.ru_utime, after.ru_stime - usage.ru_stime
+    window = await idle_window(seconds)
     if profiler is not None:
         import pstats
 
@@ -140,12 +151,8 @@ async def measure(
         await shard.close()
     return {
         "shards": count,
-        "seconds": wall,
-        "cpu": cpu,
-        "user": user,
-        "system": system,
+        **window,
         "heartbeats": beats,
-        "wakeups": wakeups,
         "memory_per_shard": memory,
     }
 
@@ -193,23 +200,13 @@ async def measure_floor(port: int, count: int, seconds: float, grid: float) -> d
         beaters.append(beater)
     gc.collect()
     echoes = sum(b.echoes for b in beaters)
-    wakeups = _wakeups()
-    wall, cpu = time.perf_counter(), time.process_time()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    await asyncio.sleep(seconds)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    wakeups = _wakeups() - wakeups
+    window = await idle_window(seconds)
     for beater in beaters:
         beater.transport.abort()
     return {
         "shards": count,
-        "seconds": wall,
-        "cpu": cpu,
-        "user": after.ru_utime - usage.ru_utime,
-        "system": after.ru_stime - usage.ru_stime,
+        **window,
         "heartbeats": sum(b.echoes for b in beaters) - echoes,
-        "wakeups": wakeups,
         "memory_per_shard": 0.0,
     }
 

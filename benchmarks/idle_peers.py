@@ -56,7 +56,6 @@ import importlib
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -69,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.idle import _wakeups, run  # noqa: E402
+from benchmarks.idle import idle_window, run  # noqa: E402
 
 CLIENTS = ("ours", "ours-manager", "discord.py", "hikari")
 INTENTS = 1 | 512  # GUILDS | GUILD_MESSAGES
@@ -268,13 +267,7 @@ async def measure(client: str, n: int, seconds: float, ready_timeout: float) -> 
         tracemalloc.stop()
         gc.collect()
         _, beats, compress = gateway.status()
-        wakeups = _wakeups()
-        wall, cpu = time.perf_counter(), time.process_time()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        await asyncio.sleep(seconds)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        wakeups = _wakeups() - wakeups
+        window = await idle_window(seconds)
         ready_after, beats_after, _ = gateway.status()
         await stop()
     finally:
@@ -288,12 +281,8 @@ async def measure(client: str, n: int, seconds: float, ready_timeout: float) -> 
         "startup": startup,
         "memory_per_shard": memory / n,
         "rss_per_shard": grown / n,
-        "seconds": wall,
-        "cpu": cpu,
-        "user": after.ru_utime - usage.ru_utime,
-        "system": after.ru_stime - usage.ru_stime,
+        **window,
         "heartbeats": beats_after - beats,
-        "wakeups": wakeups,
     }
 
 
